@@ -1,0 +1,114 @@
+"""Framework adapters: each turns a user's model into a :class:`PreparedModel` the engine can drive.
+
+An adapter knows its framework (how to call the model, how to export it) and nothing about how results
+are compared or reported. Selection looks at ``sys.modules`` first, so a framework is only imported when
+the model already comes from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import OnnxParityUsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..settings import Settings
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What an export produced: the exporter that succeeded and anything the user should know."""
+
+    exporter: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class PreparedModel(Protocol):
+    """A model bound to its example inputs, ready for reference runs and export."""
+
+    framework: str
+    #: Example inputs as numpy, keyed by input name, in the model's input order.
+    example: dict[str, np.ndarray]
+    output_names: tuple[str, ...]
+    #: True when the names come from the user or from the model's own structure (dict keys, Keras names).
+    output_names_meaningful: bool
+    #: Sizes an integer input may index (embedding tables): the generator's upper bounds for ids.
+    int_high_hints: tuple[int, ...]
+    #: Axes the model itself declares dynamic (Keras ``None`` dims), beyond the default batch axis.
+    model_dynamic_axes: dict[str, dict[int, str]]
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the framework model on numpy inputs and return its flattened outputs as numpy."""
+
+    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
+        """Write the ONNX model to ``path``; raise :class:`OnnxParityError` with the exporter's reason."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the framework and exporter, for reports."""
+
+    def close(self) -> None:
+        """Undo anything done to the user's model (e.g. restore training mode)."""
+
+
+def _is_torch_model(model: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def _is_tensorflow_model(model: Any) -> bool:
+    if isinstance(model, (str, os.PathLike)):
+        return (Path(model) / "saved_model.pb").is_file()
+    if type(model).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow"):
+        return True
+    # Subclassed Keras models live in the user's module: look at their bases.
+    bases = [sys.modules[name].Model for name in ("keras", "tf_keras") if name in sys.modules]
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        bases.append(tf.Module)
+    return bool(bases) and isinstance(model, tuple(bases))
+
+
+#: (framework, detector, module): extended by ``pytest_onnxparity_adapters`` hooks from a conftest.
+ADAPTERS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("torch", _is_torch_model, "pytest_onnxparity.adapters.torch"),
+    ("tensorflow", _is_tensorflow_model, "pytest_onnxparity.adapters.tensorflow"),
+]
+
+
+def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedModel:
+    """Pick the adapter for ``model`` from its type and bind it to ``example_inputs``."""
+    for _, detect, module in ADAPTERS:
+        if detect(model):
+            prepared: PreparedModel = importlib.import_module(module).prepare(model, example_inputs, settings)
+            return prepared
+    hint = ""
+    if isinstance(model, (str, os.PathLike)):
+        hint = (
+            f" {os.fspath(model)!r} is a path but not a SavedModel directory (no saved_model.pb); "
+            "to check an exported .onnx file, pass the model as the first argument and the file as onnx_model=..."
+        )
+    raise OnnxParityUsageError(
+        f"onnx_parity() cannot check an object of type {type(model).__module__}.{type(model).__qualname__}: "
+        "pass a torch.nn.Module, a Keras model, a tf.function / tf.Module, or a SavedModel directory."
+        + hint
+    )
+
+
+def input_names(user: Sequence[str] | None, derived: Sequence[str]) -> tuple[str, ...]:
+    """The user's input names when given (checked against the count), else the derived ones."""
+    if user is None:
+        return tuple(derived)
+    if len(user) != len(derived):
+        raise OnnxParityUsageError(
+            f"input_names has {len(user)} name(s) {list(user)} but the model takes {len(derived)} input(s) "
+            f"{list(derived)}; give one name per example input."
+        )
+    return tuple(user)

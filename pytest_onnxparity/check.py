@@ -1,0 +1,272 @@
+"""The engine: adapter -> ONNX file -> session -> inputs -> compare -> ParityReport.
+
+Framework-free: the adapter runs the model, providers.py opens the session, compare.py judges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import adapters, inputs, onnx_file, providers
+from .compare import Comparison, compare
+from .errors import OnnxParityError, OnnxParityUsageError
+from .report import ExampleFailure, ParityReport
+from .spec import OutputResult, Recipe, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .settings import Settings
+
+#: Once a failure is found, hypothesis shrinks it for at most this long.
+SHRINK_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class FailingCase:
+    """The failing input set kept in memory for artifacts: inputs and the framework's outputs."""
+
+    feed: dict[str, np.ndarray]
+    reference: list[np.ndarray] | None
+
+
+@dataclasses.dataclass
+class Outcome:
+    report: ParityReport
+    failing_case: FailingCase | None = None
+    onnx_path: str | None = None
+
+
+class _Found(Exception):
+    """Raised inside the hypothesis test body so hypothesis shrinks the input that failed."""
+
+    def __init__(self, failure: ExampleFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _Runner:
+    """Checks one recipe at a time and accumulates the per-output figures."""
+
+    def __init__(
+        self,
+        prepared: adapters.PreparedModel,
+        session: Any,
+        info: onnx_file.OnnxInfo,
+        specs: list[TensorSpec],
+        dynamic_axes: Mapping[str, Mapping[int, str]],
+        atol: Any,
+        rtol: Any,
+        check_names: bool,
+    ) -> None:
+        self.prepared, self.session, self.info, self.specs = prepared, session, info, specs
+        self.dynamic_axes, self.atol, self.rtol, self.check_names = dynamic_axes, atol, rtol, check_names
+        self.outputs = {name: OutputResult(name) for name in prepared.output_names}
+        self.checked: set[Recipe] = set()
+        #: Failing inputs by id() of their ExampleFailure.
+        self.cases: dict[int, FailingCase] = {}
+
+    def check(self, recipe: Recipe) -> ExampleFailure | None:
+        feed = inputs.materialize(recipe, self.specs, self.prepared.example)
+        self.checked.add(recipe)
+        shapes = {k: list(v.shape) for k, v in feed.items()}
+
+        def failure(kind: str, message: str, comparison: Comparison | None = None, ref: Any = None) -> ExampleFailure:
+            result = ExampleFailure(kind, message, recipe.to_dict(), recipe.describe(), shapes)
+            self.cases[id(result)] = FailingCase(feed, ref)
+            if comparison is not None:
+                result.output = comparison.output
+                for out in comparison.outputs:
+                    fig = dataclasses.asdict(out)
+                    result.worst += [dict(output=out.name, **w) for w in fig.pop("worst")]
+                    if out.mismatched or out.name == comparison.output:
+                        result.figures[out.name] = fig
+            return result
+
+        try:
+            reference = self.prepared.run(feed)
+        except Exception as exc:
+            return failure(
+                "reference-error",
+                f"the {self.prepared.framework} model itself raised on this generated input: "
+                f"{type(exc).__name__}: {str(exc)[:800]}. The input is outside what the model accepts: narrow it "
+                "with input_ranges={name: (low, high)}, dynamic_axes=... or batch_sizes=...",
+            )
+        try:
+            got = self.session.run(None, {name: feed[name] for name in self.info.inputs})
+        except Exception as exc:
+            return failure(
+                "onnxruntime-error",
+                f"ONNX Runtime failed on an input the {self.prepared.framework} model accepts: "
+                f"{type(exc).__name__}: {str(exc)[:800]}. Dynamic axes checked: {dict(self.dynamic_axes)}; "
+                f"the ONNX graph declares input dims {self.info.input_dims}. A fixed size where the model "
+                "takes any (a batch or length baked in by tracing, a Reshape to a constant shape) breaks here: "
+                "re-export with dynamic axes.",
+                ref=reference,
+            )
+        comparison = compare(
+            self.prepared.output_names, reference, self.info.outputs, got, self.atol, self.rtol, self.check_names
+        )
+        for out in comparison.outputs:
+            agg = self.outputs.get(out.name)
+            if agg is None:
+                continue
+            agg.max_abs_diff = max(agg.max_abs_diff, out.max_abs_diff)
+            agg.max_rel_diff = max(agg.max_rel_diff, out.max_rel_diff)
+            agg.tolerance_used = max(agg.tolerance_used, out.tolerance_used)
+            agg.mismatched += out.mismatched
+            agg.total += out.total
+            agg.atol, agg.rtol = out.atol, out.rtol
+        if comparison.passed:
+            return None
+        return failure(comparison.kind or "values", comparison.problem or "", comparison, reference)
+
+
+def _explore(runner: _Runner, specs: list[TensorSpec], settings: Settings) -> ExampleFailure | None:
+    """Generated inputs through hypothesis, shrinking the first failure (within SHRINK_SECONDS)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, seed
+    from hypothesis import settings as hypothesis_settings
+
+    found: dict[Recipe, ExampleFailure] = {}
+    first_failure_at: list[float] = []
+
+    def body(recipe: Recipe) -> None:
+        if recipe in found:
+            raise _Found(found[recipe])
+        if first_failure_at and time.monotonic() - first_failure_at[0] > SHRINK_SECONDS:
+            return  # shrink budget spent: report the smallest failure found so far
+        failure = runner.check(recipe)
+        if failure is not None:
+            found[recipe] = failure
+            first_failure_at[:1] = first_failure_at[:1] or [time.monotonic()]
+            raise _Found(failure)
+
+    test = given(inputs.recipe_strategy(specs, settings))(body)
+    test = hypothesis_settings(
+        max_examples=settings.examples,
+        deadline=None,
+        database=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )(test)
+    test = seed(settings.seed)(test)
+    try:
+        test()
+    except _Found as exc:
+        return exc.failure
+    return None
+
+
+def _tolerances(settings: Settings, provider: str) -> tuple[Any, Any]:
+    """Marker's provider_tolerances > atol/rtol > the provider's defaults > dtype defaults (in compare.py)."""
+    override = settings.provider_tolerances.get(provider, {})
+    default = providers.PROVIDER_DEFAULT_TOLERANCES.get(provider, {})
+    atol = override.get("atol", settings.atol if settings.atol is not None else default.get("atol"))
+    rtol = override.get("rtol", settings.rtol if settings.rtol is not None else default.get("rtol"))
+    return atol, rtol
+
+
+def run_parity(
+    model: Any, example_inputs: Any, settings: Settings, provider: str, workdir: Path, nodeid: str = ""
+) -> Outcome:
+    """Check ``model`` against its ONNX conversion on ``provider``. Raises OnnxParityError on bad input."""
+    prepared = adapters.prepare(model, example_inputs, settings)
+    try:
+        return _run(prepared, settings, provider, workdir, nodeid)
+    finally:
+        prepared.close()
+
+
+def _run(
+    prepared: adapters.PreparedModel, settings: Settings, provider: str, workdir: Path, nodeid: str
+) -> Outcome:
+    dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
+    if settings.onnx_model is not None:
+        path, exporter, notes = settings.onnx_model, "user file (onnx_model=)", []
+        info = onnx_file.inspect(path, user_file=True)
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = str(workdir / "model.onnx")
+        exported = prepared.export(Path(path), dynamic_axes, settings)
+        exporter, notes = exported.exporter, exported.notes
+        info = onnx_file.inspect(path, user_file=False)
+    warnings: list[str] = []
+    missing = [name for name in info.inputs if name not in prepared.example]
+    if missing:
+        raise OnnxParityUsageError(
+            f"the ONNX graph takes input(s) {missing} that the example inputs do not provide (they provide "
+            f"{list(prepared.example)}); pass input_names=... matching the ONNX graph's inputs {info.inputs}."
+        )
+    dropped = [name for name in prepared.example if name not in info.inputs]
+    if dropped:
+        warnings.append(
+            f"the ONNX graph does not take input(s) {dropped}: the exporter dropped them (the model ignores them "
+            "for the example), so changing them in production has no effect in ONNX"
+        )
+    session, placement = providers.open_session(
+        path, provider, settings.provider_options.get(provider), profile_dir=None if provider == "cpu" else workdir
+    )
+    specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
+    atol, rtol = _tolerances(settings, provider)
+    check_names = prepared.output_names_meaningful or settings.onnx_model is None
+    runner = _Runner(prepared, session, info, specs, dynamic_axes, atol, rtol, check_names)
+    edges = inputs.edge_recipes(specs, settings)
+    failure = None
+    for recipe in edges:
+        failure = runner.check(recipe)
+        if recipe is edges[0] and provider != "cpu":
+            placement = providers.placement_from_profile(session, provider)
+            session, _ = providers.open_session(path, provider, settings.provider_options.get(provider))
+            runner.session = session
+        if failure is not None:
+            break
+    generated_before = len(runner.checked)
+    if failure is None and settings.examples:
+        failure = _explore(runner, specs, settings)
+        generated = len(runner.checked) - generated_before
+        if failure is None and generated < settings.examples:
+            warnings.append(
+                f"hypothesis produced {generated} distinct generated input set(s) of the {settings.examples} asked "
+                "(the space of shapes and patterns is small)"
+            )
+    versions = prepared.versions()
+    versions.update(_runtime_versions())
+    report = ParityReport(
+        passed=failure is None,
+        provider=provider,
+        examples=len(runner.checked),
+        outputs=list(runner.outputs.values()),
+        onnx_path=path,
+        framework=prepared.framework,
+        exporter=exporter,
+        opset=info.opset,
+        seed=settings.seed,
+        nodeid=nodeid,
+        failure=failure,
+        warnings=warnings,
+        export_notes=notes,
+        versions=versions,
+        executed_providers=placement.providers,
+        node_placement=placement.nodes,
+        fallback_nodes=placement.fallback_ops,
+    )
+    if failure is not None:
+        report.repro = (
+            f"pytest {nodeid!r} --onnx-seed={settings.seed} --onnx-providers={provider} (inputs are a pure function "
+            "of the seed; add --onnx-artifacts=DIR to save them as ONNX test data)"
+        )
+    return Outcome(report, runner.cases.get(id(failure)) if failure else None, path)
+
+
+def _runtime_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

@@ -1,0 +1,31 @@
+"""Exceptions users see. Standard library only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report import ParityReport
+
+
+class OnnxParityError(Exception):
+    """A parity check could not be carried out: the model, its inputs, the export or the ONNX file is at fault.
+
+    The message names the problem and the fix. It fails the one test that called ``onnx_parity``.
+    """
+
+
+class OnnxParityUsageError(OnnxParityError, ValueError):
+    """An option or argument given to the plugin is invalid."""
+
+
+class ParityMismatch(AssertionError):
+    """The ONNX model's outputs differ from the framework's; ``report`` holds the details."""
+
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__(report.text())
+        self.report = report
+
+
+class OnnxParityWarning(UserWarning):
+    """Something the user should know that does not fail the check (``--onnx-strict`` makes it fail)."""
