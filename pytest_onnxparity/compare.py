@@ -156,21 +156,30 @@ def _compare_values(
 
     total = int(ref.size)
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
-    finite_problem = _nonfinite_problem(ref64, got64) if np.issubdtype(ref.dtype, np.floating) else None
+    floating = np.issubdtype(ref.dtype, np.floating)
+    finite_problem, nonfinite_bad = _nonfinite_problem(ref64, got64) if floating else (None, None)
     both_finite = np.isfinite(ref64) & np.isfinite(got64)
     diff = np.where(both_finite, np.abs(got64 - ref64), 0.0)
     abs_ref = np.where(both_finite, np.abs(ref64), 0.0)
     scale = max(1.0, float(abs_ref.max())) if abs_ref.size else 1.0
     allowed = atol * scale + rtol * abs_ref
     bad = diff > allowed
+    if nonfinite_bad is not None:
+        # A NaN/Inf where the other side has a number (or another non-finite) is an infinite difference.
+        bad |= nonfinite_bad
+        diff = np.where(nonfinite_bad, np.inf, diff)
     with np.errstate(divide="ignore", invalid="ignore"):
+        # Relative error is defined where the reference is non-zero (and infinite at a non-finite mismatch).
         rel = np.where(abs_ref > 0, diff / abs_ref, 0.0)
         used = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+    if nonfinite_bad is not None:
+        rel = np.where(nonfinite_bad, np.inf, rel)
     mismatched = int(bad.sum())
     worst = []
     if mismatched:
-        order = np.argsort(-(diff - allowed), axis=None, kind="stable")[:WORST_ROWS]
-        for flat in order:
+        with np.errstate(invalid="ignore"):
+            order = np.argsort(-np.nan_to_num(diff - allowed, nan=np.inf, posinf=np.inf), axis=None, kind="stable")
+        for flat in order[:WORST_ROWS]:
             idx = tuple(int(i) for i in np.unravel_index(int(flat), ref.shape))
             if not bad[idx]:
                 break
@@ -200,21 +209,24 @@ def _compare_values(
     return result, None
 
 
-def _nonfinite_problem(ref: np.ndarray, got: np.ndarray) -> str | None:
-    """NaN and +/-Inf must sit in the same places with the same sign."""
+def _nonfinite_problem(ref: np.ndarray, got: np.ndarray) -> tuple[str | None, np.ndarray]:
+    """NaN and +/-Inf must sit in the same places with the same sign: (problem, positions that disagree)."""
     import numpy as np
 
+    disagree = np.zeros(ref.shape, dtype=bool)
+    problem = None
     for label, ref_mask, got_mask in (
         ("NaN", np.isnan(ref), np.isnan(got)),
         ("+Inf", np.isposinf(ref), np.isposinf(got)),
         ("-Inf", np.isneginf(ref), np.isneginf(got)),
     ):
         differ = ref_mask != got_mask
-        if differ.any():
+        if differ.any() and problem is None:
             first = tuple(int(i) for i in np.argwhere(differ)[0])
-            return (
+            problem = (
                 f"non-finite values differ: {int(got_mask.sum())} {label} in ONNX vs {int(ref_mask.sum())} in the "
                 f"model, {int(differ.sum())} position(s) disagree, first at index {first} "
-                f"(model {ref[first]!r}, onnx {got[first]!r})"
+                f"(model {float(ref[first])!r}, onnx {float(got[first])!r})"
             )
-    return None
+        disagree |= differ
+    return problem, disagree

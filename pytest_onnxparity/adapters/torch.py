@@ -250,17 +250,20 @@ class PreparedTorchModel:
 @contextlib.contextmanager
 def _quiet() -> Any:
     """The exporters print progress to stdout and log/warn a lot; keep it out of the user's test output."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
+    names = ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.__trace", "onnxscript")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+        lg.propagate = False
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, (level, propagate) in zip(loggers, saved):
             lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedTorchModel:

@@ -1,0 +1,1 @@
+"""Example models and their parity tests (the sample parity suite: ``pytest sample_models``)."""
