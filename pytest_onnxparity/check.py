@@ -198,6 +198,11 @@ def _run(
         exporter, notes = exported.exporter, exported.notes
         info = onnx_file.inspect(path, user_file=False)
     warnings: list[str] = []
+    if notes:
+        warnings.append(
+            f"exported with the {exporter} fallback because the preferred exporter failed (see the export notes); "
+            "a traced graph may have frozen shapes or branches"
+        )
     missing = [name for name in info.inputs if name not in prepared.example]
     if missing:
         raise OnnxParityUsageError(
@@ -260,7 +265,7 @@ def _run(
     if failure is not None:
         report.repro = (
             f"pytest {nodeid!r} --onnx-seed={settings.seed} --onnx-providers={provider} (inputs are a pure function "
-            "of the seed; add --onnx-artifacts=DIR to save them as ONNX test data)"
+            "of the seed; --onnx-artifacts=DIR saves them as ONNX test data)"
         )
     return Outcome(report, runner.cases.get(id(failure)) if failure else None, path)
 

@@ -159,7 +159,8 @@ def _compare_values(
     floating = np.issubdtype(ref.dtype, np.floating)
     finite_problem, nonfinite_bad = _nonfinite_problem(ref64, got64) if floating else (None, None)
     both_finite = np.isfinite(ref64) & np.isfinite(got64)
-    diff = np.where(both_finite, np.abs(got64 - ref64), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(both_finite, np.abs(got64 - ref64), 0.0)
     abs_ref = np.where(both_finite, np.abs(ref64), 0.0)
     scale = max(1.0, float(abs_ref.max())) if abs_ref.size else 1.0
     allowed = atol * scale + rtol * abs_ref

@@ -93,7 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except ValueError as exc:
                 raise pytest.UsageError(f"{option}: {exc}") from None
         elif ini in ("onnx_parity_report", "onnx_parity_artifacts"):
-            plugin[ini.removeprefix("onnx_parity_")] = Path(value)
+            plugin[ini.removeprefix("onnx_parity_")] = config.invocation_params.dir / value
         else:
             key = ini.removeprefix("onnx_parity_")
             if key in ("examples", "opset") and value < (0 if key == "examples" else 1):
@@ -162,7 +162,8 @@ def onnx_parity(
             from .artifacts import save_failure
 
             report.artifacts = str(save_failure(plugin["artifacts"], request.node.nodeid, index, outcome))
-        results.append(report.to_dict())
+            report.repro += f"; replay without the framework: python -m pytest_onnxparity.replay {report.artifacts}"
+        results.append(_plain(report.to_dict()))
         _record_properties(request, index, report)
         if not report.passed:
             raise ParityMismatch(report) from None
@@ -233,14 +234,14 @@ def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
     def margin(entry: dict[str, Any]) -> float:
         if "error" in entry or not entry.get("passed", False):
             return math.inf
-        return max((o["tolerance_used"] for o in entry["outputs"]), default=0.0)
+        return max((float(o["tolerance_used"]) for o in entry["outputs"]), default=0.0)
 
     rows = []
     for entry in sorted(entries, key=margin, reverse=True):
         if "error" in entry:
             rows.append((entry["nodeid"], entry["provider"], "-", "-", "-", "-", "-", "ERROR"))
             continue
-        worst = max(entry["outputs"], key=lambda o: o["tolerance_used"], default=None)
+        worst = max(entry["outputs"], key=lambda o: float(o["tolerance_used"]), default=None)
         status = "PASS" if entry["passed"] else "FAIL"
         if worst is None:
             rows.append((entry["nodeid"], entry["provider"], str(entry["examples"]), "-", "-", "-", "-", status))
@@ -251,17 +252,16 @@ def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
                 entry["provider"],
                 str(entry["examples"]),
                 worst["name"],
-                f"{worst['max_abs_diff']:.2e}",
-                f"{worst['max_rel_diff']:.2e}",
+                f"{float(worst['max_abs_diff']):.2e}",
+                f"{float(worst['max_rel_diff']):.2e}",
                 f"{worst['atol']:g}/{worst['rtol']:g}",
-                f"{status} {worst['tolerance_used']:.0%}" if entry["passed"] else status,
+                f"{status} {float(worst['tolerance_used']):.0%}" if entry["passed"] else status,
             )
         )
     header = ("test", "provider", "examples", "worst output", "max abs", "max rel", "atol/rtol", "margin")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    widths[0] = min(widths[0], 70)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*header)] + [fmt.format(*(c[-70:] if i == 0 else c for i, c in enumerate(r))) for r in rows]
+    return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
 class ParityCollector:
@@ -288,10 +288,16 @@ class ParityCollector:
         if path is None or _is_worker(self.config):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"version": 1, "checks": _json_safe(self.entries)}
+        payload = {"version": 1, "checks": self.entries}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2, allow_nan=False))
         shutil.move(tmp, path)
+
+
+def _plain(entry: dict[str, Any]) -> dict[str, Any]:
+    """Only JSON types, so xdist can ship the entry and the report can be written as strict JSON."""
+    result: dict[str, Any] = json.loads(json.dumps(_json_safe(entry), default=str))
+    return result
 
 
 def _json_safe(value: Any) -> Any:

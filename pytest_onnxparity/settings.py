@@ -106,7 +106,7 @@ def _names(option: str, value: Any) -> tuple[str, ...] | None:
 def _batch_sizes(option: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
-    if not isinstance(value, Sequence) or not value:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
         raise _fail(option, f"got {value!r}", "Pass a non-empty tuple of positive integers, e.g. (1, 3, 16).")
     return tuple(sorted({_positive_int(option, v) for v in value}))
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _short(exc: BaseException, limit: int = 1500) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip()
     return text if len(text) <= limit else text[:limit] + " ... [truncated]"
 
 
@@ -240,7 +240,7 @@ class PreparedTorchModel:
     def versions(self) -> dict[str, str]:
         import torch
 
-        return {"torch": torch.__version__}
+        return {"torch": str(torch.__version__)}
 
     def close(self) -> None:
         if self._was_training:

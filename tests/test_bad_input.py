@@ -1,0 +1,156 @@
+"""Bad input fails that one test with a specific message: never an INTERNALERROR, never a silent pass."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from tests.conftest import failure_text
+
+BAD_INPUTS = '''
+import pytest, torch
+from sample_models.torch_models import build
+
+class Broken(torch.nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(3, 3)          # the example has 4 features
+
+class Branchy(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:                      # data-dependent Python branch
+            return x * 2
+        return -x
+
+def test_model_raises_on_its_example(onnx_parity):
+    onnx_parity(Broken(), torch.randn(2, 4))
+
+def test_not_a_model(onnx_parity):
+    onnx_parity(lambda x: x, torch.randn(2, 4))
+
+def test_export_fails(onnx_parity):
+    onnx_parity(Branchy(), torch.rand(2, 4), exporter="dynamo")
+
+def test_missing_onnx_file(onnx_parity):
+    model, example, _ = build("mlp")
+    onnx_parity(model, example, onnx_model="does/not/exist.onnx")
+
+def test_not_an_onnx_file(onnx_parity, tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a protobuf")
+    model, example, _ = build("mlp")
+    onnx_parity(model, example, onnx_model=str(path))
+
+def test_unknown_option(onnx_parity):
+    model, example, _ = build("mlp")
+    onnx_parity(model, example, atoll=1e-3)
+
+@pytest.mark.onnx_parity(batch_sizes="many")
+def test_bad_marker_value(onnx_parity):
+    model, example, _ = build("mlp")
+    onnx_parity(model, example)
+
+def test_input_names_count(onnx_parity):
+    model, example, _ = build("mlp")
+    onnx_parity(model, example, input_names=["a", "b"])
+
+def test_example_of_wrong_type(onnx_parity):
+    model, _, _ = build("mlp")
+    onnx_parity(model, [[0.0] * 784])
+
+def test_after_all_the_errors_a_healthy_check_still_runs(onnx_parity):
+    model, example, _ = build("mlp")
+    assert onnx_parity(model, example).passed
+'''
+
+EXPECTED = {
+    "test_model_raises_on_its_example": "the model raised on its own example_inputs",
+    "test_not_a_model": "cannot check an object of type",
+    "test_export_fails": "torch.onnx.export failed",
+    "test_missing_onnx_file": "does/not/exist.onnx' does not exist",
+    "test_not_an_onnx_file": "is not an ONNX model",
+    "test_unknown_option": "unknown option(s) 'atoll'. Valid options: ",
+    "test_bad_marker_value": "onnx_parity option 'batch_sizes': got 'many'",
+    "test_input_names_count": "input_names has 2 name(s)",
+    "test_example_of_wrong_type": "example input 'x' is a list",
+}
+
+
+def test_each_bad_input_fails_its_own_test_with_a_specific_message(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bad=BAD_INPUTS)
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=1, failed=len(EXPECTED))
+    texts = failure_text(reprec)
+    for name, message in EXPECTED.items():
+        (text,) = [t for nodeid, t in texts.items() if f"::{name}[" in nodeid]
+        assert message in text, f"{name}: {text}"
+        assert "INTERNALERROR" not in text
+
+
+def test_branch_frozen_by_tracing_is_caught(pytester: pytest.Pytester) -> None:
+    """dynamo rejects the data-dependent branch; the auto fallback traces one branch; negative inputs expose it."""
+    pytester.makepyfile(
+        test_branch=BAD_INPUTS.split("def test_model_raises")[0]
+        + """
+def test_branch(onnx_parity):
+    onnx_parity(Branchy(), torch.rand(2, 4))
+"""
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "exporter: torchscript" in text
+    assert "dynamo exporter failed" in text and "fell back to the TorchScript exporter" in text
+    assert "values: output 'output'" in text
+
+
+def _reshape_to_example_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keep the input's batch axis symbolic but reshape it to the example's batch of 2 right away."""
+    graph = model.graph
+    name = graph.input[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array([2, 784], np.int64), "planted_shape"))
+    for node in graph.node:
+        node.input[:] = ["planted_reshaped" if i == name else i for i in node.input]
+    graph.node.insert(0, helper.make_node("Reshape", [name, "planted_shape"], ["planted_reshaped"]))
+    return model
+
+
+def test_onnx_model_that_rejects_a_batch_it_declares_dynamic(pytester: pytest.Pytester, plant) -> None:
+    path: Path = plant("mlp", _reshape_to_example_batch)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    pytester.makepyfile(
+        f"""
+        from sample_models.torch_models import build
+
+        def test_file(onnx_parity):
+            model, example, _ = build("mlp")
+            onnx_parity(model, example, onnx_model=r"{path}")
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "onnxruntime-error: ONNX Runtime failed on an input the torch model accepts" in text
+    assert "the ONNX graph declares input dims {'x': ['batch', 784]}" in text
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, "the user's file must not change"
+
+
+def test_training_mode_model_is_checked_in_eval_mode_with_a_warning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from sample_models.torch_models import build
+
+        def test_train_mode(onnx_parity):
+            model, example, options = build("encoder")   # has dropout
+            model.train()
+            assert onnx_parity(model, example, **options).passed
+            assert model.training, "the model's mode is restored"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*OnnxParityWarning*was in training mode*eval mode*"])

@@ -1,0 +1,188 @@
+"""Plugin behaviour in real inner sessions: options, precedence, providers, reports, xdist, artifacts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, failure_text
+from tests.defects import weight_off
+
+TINY = """
+import pytest, torch
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(4, 3)
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+def tiny():
+    return Tiny().eval(), torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+"""
+
+
+def test_loading_the_plugin_imports_no_framework(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = ("torch", "tensorflow", "onnx", "onnxruntime", "hypothesis", "tf2onnx", "keras", "numpy")
+            print("HEAVY:", sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+    result.assert_outcomes(passed=1)
+    assert "HEAVY: []" in result.stdout.str()
+    assert "onnxparity" in pytester.runpytest_subprocess("--trace-config").stdout.str()
+
+
+def test_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.onnx_parity(**options)*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--onnx-providers=cpu,gpu"], "*unknown execution provider 'gpu'; valid: cpu, cuda, tensorrt, openvino*"),
+        (["--onnx-examples=lots"], "*--onnx-examples/onnx_parity_examples: 'lots' is not a valid int*"),
+        (["--onnx-atol=-1"], "*--onnx-atol: '-1' must be a non-negative number*"),
+        (["--onnx-provider-options=cuda"], "*provider option 'cuda' is not PROVIDER:KEY=VALUE*"),
+    ],
+)
+def test_bad_command_line_values_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x(onnx_parity):\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_call_beats_marker_beats_command_line_beats_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nonnx_parity_atol = 0.4\nonnx_parity_rtol = 0.04\nonnx_parity_examples = 2\n")
+    pytester.makepyfile(
+        TINY
+        + """
+@pytest.mark.onnx_parity(atol=0.2)
+def test_layers(onnx_parity):
+    model, x = tiny()
+    assert onnx_parity(model, x, atol=0.1).outputs[0].atol == 0.1
+    report = onnx_parity(model, x)
+    assert (report.outputs[0].atol, report.outputs[0].rtol) == (0.2, 0.03)
+
+def test_cli_and_ini(onnx_parity):
+    model, x = tiny()
+    report = onnx_parity(model, x)
+    assert (report.outputs[0].atol, report.outputs[0].rtol) == (0.3, 0.03)
+    assert report.examples == 11 + 2   # fixed edge cases + --onnx-examples from the ini file
+"""
+    )
+    result = pytester.runpytest("--onnx-atol=0.3", "--onnx-rtol=0.03", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_one_test_per_provider_and_a_missing_provider_skips_or_fails(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(TINY + "\ndef test_model(onnx_parity):\n    onnx_parity(*tiny())\n")
+    result = pytester.runpytest("--onnx-providers=cpu,CUDAExecutionProvider", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*test_model?cpu?*", "SKIPPED*'cuda' (CUDAExecutionProvider) is not available*install onnxruntime-gpu*"]
+    )
+    strict = pytester.runpytest("--onnx-providers=cuda", "--onnx-require-providers", "-p", "no:cacheprovider")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*--onnx-require-providers turns this skip into a failure*"])
+
+
+REPORTED = (
+    TINY
+    + """
+def test_a(onnx_parity):
+    onnx_parity(*tiny())
+
+def test_b(onnx_parity):
+    onnx_parity(*tiny(), exporter="torchscript")
+"""
+)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_summary_json_and_junit_reports(pytester: pytest.Pytester, xdist: list[str]) -> None:
+    pytester.makepyfile(test_reported=REPORTED)
+    result = pytester.runpytest_subprocess(
+        "--onnx-report=out/parity.json", "--junitxml=junit.xml", "-p", "no:cacheprovider", *xdist
+    )
+    result.assert_outcomes(passed=2)
+    assert result.stdout.str().count("ONNX parity summary") == 1
+    result.stdout.fnmatch_lines(["test*provider*examples*worst output*max abs*max rel*atol/rtol*margin*"])
+    result.stdout.fnmatch_lines(["*test_reported.py::test_?[[]cpu[]]*cpu*PASS*"])
+    checks = json.loads((pytester.path / "out" / "parity.json").read_text())["checks"]
+    assert sorted(c["nodeid"].split("::")[1] for c in checks) == ["test_a[cpu]", "test_b[cpu]"]
+    for check in checks:
+        assert check["passed"] and check["provider"] == "cpu" and check["executed_providers"]
+        assert {"torch", "onnx", "onnxruntime"} <= set(check["versions"]) and check["opset"]
+        assert check["outputs"][0]["name"] == "output" and check["outputs"][0]["total"] > 0
+    props = {
+        p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").getroot().iter("property")
+    }
+    assert props["onnx_parity.provider"] == "cpu" and float(props["onnx_parity.max_abs_diff"]) >= 0.0
+    assert props["onnx_parity.passed"] == "True" and "onnx_parity.tolerance_used" in props
+
+
+def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, plant, exported) -> None:
+    path = plant("mlp", weight_off)
+    pytester.makepyfile(
+        f"""
+        from sample_models.torch_models import build
+
+        def test_file(onnx_parity):
+            model, example, _ = build("mlp")
+            onnx_parity(model, example, onnx_model=r"{path}")
+        """
+    )
+    reprec = pytester.inline_run("--onnx-artifacts=artifacts", "-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    (case,) = (pytester.path / "artifacts").iterdir()
+    assert f"artifacts: {case}" in text and f"python -m pytest_onnxparity.replay {case}" in text
+    assert {p.name for p in (case / "test_data_set_0").iterdir()} == {"input_0.pb", "output_0.pb"}
+    replay = [sys.executable, "-m", "pytest_onnxparity.replay", str(case)]
+    failed = subprocess.run(replay, capture_output=True, text=True, cwd=ROOT)
+    assert failed.returncode == 1 and "parity FAILED" in failed.stdout, failed.stdout + failed.stderr
+    # The same inputs through the healthy model replay clean: the artifact holds the framework's outputs.
+    import onnx
+
+    onnx.save(onnx.load(str(exported("mlp"))), str(case / "model.onnx"))
+    passed = subprocess.run(replay, capture_output=True, text=True, cwd=ROOT)
+    assert passed.returncode == 0 and "parity OK" in passed.stdout, passed.stdout + passed.stderr
+
+
+def test_strict_fails_a_check_that_passes_with_warnings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+        class RareBranch(torch.nn.Module):
+            def forward(self, x):
+                if x.abs().sum() > 1e12:      # dynamo rejects this; TorchScript traces the usual branch
+                    return x * 0
+                return torch.tanh(x)
+
+        def test_fallback(onnx_parity):
+            report = onnx_parity(RareBranch().eval(), torch.randn(2, 3))
+            assert report.passed and report.exporter == "torchscript"
+            assert any("TorchScript fallback" in w or "torchscript fallback" in w for w in report.warnings)
+        """
+    )
+    relaxed = pytester.runpytest("-p", "no:cacheprovider")
+    relaxed.assert_outcomes(passed=1, warnings=1)
+    strict = pytester.runpytest("--onnx-strict", "-p", "no:cacheprovider")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*--onnx-strict*passed with warnings*", "*exported with the torchscript fallback*"])
