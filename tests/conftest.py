@@ -32,21 +32,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``exported(name)``: the sample model's ONNX file, exported once by the plugin's own exporter path."""
+    """``exported(name)``: a sample model's ONNX file (``keras/cnn`` for Keras), exported once per session."""
     cache: dict[str, Path] = {}
 
     def get(name: str) -> Path:
         if name not in cache:
+            import importlib
+
             from pytest_onnxparity import adapters
             from pytest_onnxparity.inputs import resolve_dynamic_axes
             from pytest_onnxparity.settings import resolve
-            from sample_models.torch_models import build
 
-            model, example, options = build(name)
+            framework, _, model_name = name.rpartition("/")
+            module = importlib.import_module(f"sample_models.{framework or 'torch'}_models")
+            model, example, options = module.build(model_name)
             settings = resolve(options, {}, {})
             prepared = adapters.prepare(model, example, settings)
             axes = resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
-            path = tmp_path_factory.mktemp(f"export_{name}") / "model.onnx"
+            path = tmp_path_factory.mktemp(f"export_{model_name}") / "model.onnx"
             prepared.export(path, axes, settings)
             cache[name] = path
         return cache[name]
@@ -63,7 +66,7 @@ def plant(exported: Callable[[str], Path], tmp_path: Path) -> Callable[..., Path
         model = onnx.load(str(exported(name)))
         edited = edit(model)
         onnx.checker.check_model(edited)
-        path = tmp_path / f"{name}_defective.onnx"
+        path = tmp_path / f"{name.rpartition('/')[2]}_defective.onnx"
         onnx.save(edited, str(path))
         return path
 

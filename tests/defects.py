@@ -127,8 +127,10 @@ def token_ids_clamped(model: onnx.ModelProto, input_name: str, high: int) -> onn
     """Token ids clamped to ``high`` (a vocabulary cut short): wrong only for large ids."""
     model = copy.deepcopy(model)
     graph = model.graph
-    low_c = _const(graph, "planted_id_low", np.array(0, np.int64))
-    high_c = _const(graph, "planted_id_high", np.array(high, np.int64))
+    value = next(i for i in graph.input if i.name == input_name)
+    dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+    low_c = _const(graph, "planted_id_low", np.array(0, dtype))
+    high_c = _const(graph, "planted_id_high", np.array(high, dtype))
     nodes = [helper.make_node("Clip", [input_name, low_c, high_c], ["planted_ids_clamped"])]
     _insert_after_input(model, input_name, nodes, "planted_ids_clamped")
     return model
@@ -166,4 +168,15 @@ DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str,
     # The example's largest id is 93 of a 100-token vocabulary: only ids 99 are clamped.
     "token_ids_clamped": ("lstm", lambda m: token_ids_clamped(m, "tokens", 98), "values", True),
     "fp16_intermediate": ("mlp", fp16_intermediate, "values", False),
+}
+
+#: The same kinds of defect in graphs that tf2onnx converted from Keras models.
+KERAS_DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str, bool]] = {
+    "weight_off_1e-3": ("batchnorm_dropout", weight_off, "values", False),
+    "relu_clipped_at_6": ("cnn", relu_clipped_at_6, "values", True),
+    "nan_on_exact_zeros": ("tf_function", nan_on_exact_zeros, "nonfinite", True),
+    "batch_fixed_at_1": ("cnn", batch_fixed_at_1, "onnxruntime-error", False),
+    "outputs_swapped": ("two_in_two_out", outputs_swapped, "names", False),
+    # The example's largest id is below 48 of a 50-token vocabulary: only ids 49 are clamped.
+    "token_ids_clamped": ("lstm", lambda m: token_ids_clamped(m, "tokens", 48), "values", True),
 }

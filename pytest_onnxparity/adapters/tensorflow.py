@@ -1,0 +1,332 @@
+"""TensorFlow / Keras adapter: reference runs in inference mode, export with tf2onnx.
+
+Why not ``tf2onnx.convert.from_keras``: with Keras 3 it raises ``KeyError: 'keras_tensor_N'`` (tf2onnx 1.17
+walks Keras 2 internals). Every model is therefore wrapped in a ``tf.function`` with an explicit input
+signature — ``training=False`` for Keras — and converted with ``tf2onnx.convert.from_function``; the same
+path serves Keras 3, legacy ``tf_keras``, plain ``tf.function``s, ``tf.Module``s and SavedModel signatures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OnnxParityError, OnnxParityUsageError
+from . import ExportResult, input_names
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..settings import Settings
+
+#: The opset used unless ``opset=`` says otherwise (tf2onnx 1.17 supports up to 18).
+DEFAULT_OPSET = 17
+
+
+def _tf() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    return tf
+
+
+def _short(exc: BaseException, limit: int = 1500) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[:limit] + " ... [truncated]"
+
+
+def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten outputs in the order the model returns them; dict keys become names, positions ``output_i``."""
+    if isinstance(obj, Mapping):
+        return [leaf for k, v in obj.items() for leaf in flatten_outputs(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(obj, (tuple, list)):
+        return [leaf for i, v in enumerate(obj) for leaf in flatten_outputs(v, f"{prefix}_{i}" if prefix else f"output_{i}")]
+    if obj is None:
+        return []
+    return [(prefix or "output", obj)]
+
+
+class PreparedTensorFlowModel:
+    framework = "tensorflow"
+
+    def __init__(self, model: Any, example_inputs: Any, settings: Settings) -> None:
+        tf = _tf()
+        self.int_high_hints: tuple[int, ...] = ()
+        self.model_dynamic_axes: dict[str, dict[int, str]] = {}
+        self._call, derived, declared = self._callable(model, settings)
+        if example_inputs is None:
+            if declared is None:
+                raise OnnxParityUsageError(
+                    "example_inputs is None, but the model declares no input signature to build an example from; "
+                    "pass example inputs (numpy arrays or tf tensors)."
+                )
+            example_inputs = [_example_from_spec(spec) for spec in declared]
+        self._keyword = isinstance(example_inputs, Mapping)
+        if isinstance(example_inputs, Mapping):
+            values = list(example_inputs.values())
+            names = [str(k) for k in example_inputs]
+            if derived and set(names) != set(derived) and len(derived) == len(names):
+                raise OnnxParityUsageError(
+                    f"example_inputs keys {names} do not match the model's input names {derived}; key the dict by "
+                    "the model's input names, or pass a list in the model's input order."
+                )
+            if derived and set(names) == set(derived):
+                values = [example_inputs[n] for n in derived]
+                names = list(derived)
+        else:
+            values = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
+            fallback = ["input"] if len(values) == 1 else [f"input_{i}" for i in range(len(values))]
+            names = list(derived) if derived and len(derived) == len(values) else fallback
+        names = list(input_names(settings.input_names, names))
+        import numpy as np
+
+        self.example: dict[str, np.ndarray] = {}
+        for name, value in zip(names, values):
+            if isinstance(value, (tf.Tensor, tf.Variable)):
+                value = value.numpy()
+            if not isinstance(value, np.ndarray):
+                raise OnnxParityUsageError(
+                    f"example input {name!r} is a {type(value).__name__}; pass numpy arrays or tf tensors, as one "
+                    "array, a list in the model's input order, or a dict keyed by input name."
+                )
+            self.example[name] = value
+        if declared is not None:
+            for name, spec in zip(self.example, declared):
+                dims = {i: f"{name}_dim{i}" for i, d in enumerate(spec.shape) if d is None and i > 0}
+                if dims:
+                    self.model_dynamic_axes[name] = dims
+        self._model = model
+        try:
+            named = flatten_outputs(self._call(self._tensors(self.example)))
+        except Exception as exc:
+            raise OnnxParityUsageError(
+                f"the model raised on its own example_inputs, so there is nothing to compare against: {_short(exc)}. "
+                "Fix the model or the example inputs."
+            ) from exc
+        if not named:
+            raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
+        derived_outputs = [n for n, _ in named]
+        positional = all(re.fullmatch(r"output(_\d+)*", n) for n in derived_outputs)
+        # Names a user-supplied ONNX file must carry: the user's, or dict keys of the model's outputs. Keras
+        # layer names ("dense_3") name our own exports but are process-dependent counters, so not checked there.
+        self.output_names_meaningful = settings.output_names is not None or not positional
+        keras_names = self._keras_output_names(model, len(derived_outputs))
+        if keras_names is not None and positional:
+            derived_outputs = keras_names
+        if settings.output_names is not None and len(settings.output_names) != len(derived_outputs):
+            raise OnnxParityUsageError(
+                f"output_names has {len(settings.output_names)} name(s) {list(settings.output_names)} but the model "
+                f"returns {len(derived_outputs)} tensor(s) {derived_outputs}; give one name per output tensor."
+            )
+        self.output_names = tuple(settings.output_names or derived_outputs)
+
+    @staticmethod
+    def _keras_output_names(model: Any, count: int) -> list[str] | None:
+        names = getattr(model, "output_names", None) if _is_keras(model) else None
+        if not names or len(names) != count or any(re.fullmatch(r"keras_tensor(_\d+)?", n) for n in names):
+            return None
+        return [str(n) for n in names]
+
+    def _callable(self, model: Any, settings: Settings) -> tuple[Callable[[list[Any]], Any], list[str], Any]:
+        """(call on a list of tensors, the model's own input names, its declared TensorSpecs or None)."""
+        tf = _tf()
+        if isinstance(model, (str, os.PathLike)):
+            loaded = tf.saved_model.load(os.fspath(model))
+            signatures = dict(loaded.signatures)
+            if settings.signature not in signatures:
+                raise OnnxParityUsageError(
+                    f"SavedModel {os.fspath(model)!r} has no signature {settings.signature!r}; it has "
+                    f"{sorted(signatures)}. Pass signature=... to pick one."
+                )
+            fn = signatures[settings.signature]
+            _, kwargs = fn.structured_input_signature
+            names = list(kwargs)
+            self._keep_alive = loaded
+
+            def call_signature(xs: list[Any]) -> Any:
+                out = fn(**dict(zip(names, xs)))
+                return {k: out[k] for k in sorted(out)}
+
+            return call_signature, names, [kwargs[n] for n in names]
+        if _is_keras(model):
+            declared = None
+            names: list[str] = []
+            try:
+                inputs = list(model.inputs)  # functional and Sequential models; subclassed ones have none
+            except (AttributeError, ValueError, TypeError):
+                inputs = []
+            embeddings = [layer for layer in model._flatten_layers() if hasattr(layer, "input_dim")]
+            self.int_high_hints = tuple(sorted({int(layer.input_dim) for layer in embeddings}))
+            if inputs:
+                names = [t.name for t in inputs]
+                if any(re.fullmatch(r"keras_tensor(_\d+)?", n) for n in names):
+                    names = []
+                declared = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in inputs]
+            single = bool(inputs) and len(inputs) == 1
+
+            def call_keras(xs: list[Any]) -> Any:
+                args = xs[0] if single or (not inputs and len(xs) == 1) else list(xs)
+                if self._keyword and names:
+                    args = dict(zip(names, xs))
+                return model(args, training=False)
+
+            return call_keras, names, declared
+        fn = model if _is_tf_function(model) else getattr(model, "__call__", None)
+        if fn is None or not callable(fn):
+            raise OnnxParityUsageError(
+                f"{type(model).__name__} is a tf.Module without __call__; wrap the computation in a tf.function."
+            )
+        signature = getattr(fn, "input_signature", None)
+        names = [s.name or f"input_{i}" for i, s in enumerate(signature)] if signature else []
+
+        def call_function(xs: list[Any]) -> Any:
+            if self._keyword:
+                return fn(**dict(zip(self.example, xs)))
+            return fn(*xs)
+
+        return call_function, names, list(signature) if signature else None
+
+    def _tensors(self, feed: Mapping[str, np.ndarray]) -> list[Any]:
+        tf = _tf()
+        return [tf.convert_to_tensor(feed[name]) for name in self.example]
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        import numpy as np
+
+        return [np.asarray(t) for _, t in flatten_outputs(self._call(self._tensors(feed)))]
+
+    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
+        if settings.exporter not in ("auto",):
+            raise OnnxParityUsageError(
+                f"exporter={settings.exporter!r} is a PyTorch exporter; TensorFlow models are converted with tf2onnx "
+                "(leave exporter at 'auto')."
+            )
+        tf = _tf()
+        import tf2onnx
+
+        specs = []
+        for name, array in self.example.items():
+            dyn = dynamic_axes.get(name, {})
+            shape = [None if axis in dyn else n for axis, n in enumerate(array.shape)]
+            specs.append(tf.TensorSpec(shape, tf.as_dtype(array.dtype), name=name))
+        call = self._call
+
+        def exported(*xs: Any) -> list[Any]:
+            return [t for _, t in flatten_outputs(call(list(xs)))]
+
+        opset = settings.opset or DEFAULT_OPSET
+        function = tf.function(exported)
+        try:
+            with _quiet():
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=tuple(specs), opset=opset)
+                _inline_captured_constants(proto, function.get_concrete_function(*specs), list(self.example))
+        except Exception as exc:
+            raise OnnxParityError(
+                f"tf2onnx could not convert the model (opset {opset}): {_short(exc)}\n  Fix: an op tf2onnx lacks "
+                "may exist at a higher opset (opset=18), otherwise convert it yourself and pass the file as "
+                "onnx_model=..."
+            ) from exc
+        _rename_outputs(proto, list(self.output_names))
+        import onnx
+
+        onnx.save(proto, str(path))
+        return ExportResult(f"tf2onnx {tf2onnx.__version__} (from_function)")
+
+    def versions(self) -> dict[str, str]:
+        tf = _tf()
+        import tf2onnx
+
+        out = {"tensorflow": str(tf.__version__), "tf2onnx": str(tf2onnx.__version__)}
+        for package in ("keras", "tf_keras"):
+            module = sys.modules.get(package)
+            if module is not None and isinstance(self._model, module.Model):
+                out[package] = str(module.__version__)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _is_keras(model: Any) -> bool:
+    bases = [sys.modules[n].Model for n in ("keras", "tf_keras") if n in sys.modules]
+    return bool(bases) and isinstance(model, tuple(bases))
+
+
+def _is_tf_function(model: Any) -> bool:
+    tf = _tf()
+    return isinstance(model, tf.types.experimental.GenericFunction)
+
+
+def _example_from_spec(spec: Any) -> np.ndarray:
+    import numpy as np
+
+    shape = [2 if d is None else d for d in spec.shape]
+    dtype = spec.dtype.as_numpy_dtype
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 10, size=shape).astype(dtype)
+
+
+def _inline_captured_constants(proto: Any, concrete: Any, input_names: list[str]) -> None:
+    """tf2onnx turns tensors a tf.function captured from eager code into graph inputs; make them initializers.
+
+    (Variables are frozen by tf2onnx itself; a captured ``tf.constant`` is not.)
+    """
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    extra = {i.name for i in graph.input} - set(input_names)
+    if not extra:
+        return
+    values = {}
+    for external, internal in zip(concrete.captured_inputs, concrete.graph.internal_captures):
+        if internal.name in extra and hasattr(external, "numpy"):
+            values[internal.name] = external.numpy()
+    for name, value in values.items():
+        graph.initializer.append(numpy_helper.from_array(value, name))
+    kept = [i for i in graph.input if i.name not in values]
+    del graph.input[:]
+    graph.input.extend(kept)
+
+
+def _rename_outputs(proto: Any, names: list[str]) -> None:
+    """tf2onnx names outputs ``Identity:0``...; give them the model's names (the order is ours)."""
+    graph = proto.graph
+    mapping = {o.name: new for o, new in zip(graph.output, names) if o.name != new}
+    for node in graph.node:
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+    for output in graph.output:
+        output.name = mapping.get(output.name, output.name)
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "absl")]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+        lg.propagate = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedTensorFlowModel:
+    return PreparedTensorFlowModel(model, example_inputs, settings)

@@ -1,0 +1,135 @@
+"""Keras 3 / TensorFlow models end to end through tf2onnx: healthy models pass, planted defects are caught."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT, failure_text
+from tests.defects import KERAS_DEFECTS
+
+pytest.importorskip("tf2onnx")
+
+
+def test_keras_sample_suite_passes_with_defaults(pytester: pytest.Pytester) -> None:
+    """A CNN, two inputs / two outputs, an LSTM over a None time axis, BatchNorm + Dropout, a tf.function."""
+    pytester.makepyfile(test_samples=(ROOT / "sample_models" / "test_keras_models.py").read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    # The LSTM's own None time axis is varied: the edge cases use shorter and longer sequences.
+    result.stdout.fnmatch_lines(["*test_keras_model_parity?cpu-lstm?*33*PASS*"])
+
+
+@pytest.mark.parametrize("defect", sorted(KERAS_DEFECTS))
+def test_planted_defect_in_tf2onnx_graph_is_caught(pytester: pytest.Pytester, plant, defect: str) -> None:
+    model_name, edit, kind, beyond_example = KERAS_DEFECTS[defect]
+    path = plant(f"keras/{model_name}", edit)
+    pytester.makepyfile(
+        f"""
+        from sample_models.keras_models import build
+
+        def test_defect(onnx_parity):
+            model, example, options = build({model_name!r})
+            onnx_parity(model, example, onnx_model=r"{path}", **options)
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "ONNX parity FAILED on cpu" in text and f"  {kind}: " in text, text
+    if beyond_example:
+        assert "on input: the example_inputs" not in text, text
+
+
+def test_tf2onnx_conversion_failure_names_the_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np, tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")])
+        def fn(x):
+            y = tf.numpy_function(np.sin, [x], tf.float32)   # Python code: no ONNX equivalent
+            return tf.reshape(y, tf.shape(x))
+
+        def test_numpy_function(onnx_parity):
+            onnx_parity(fn, np.ones((2, 4), np.float32))
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "tf2onnx could not convert the model (opset 17)" in text or "is not a valid ONNX model" in text, text
+    assert "INTERNALERROR" not in text
+
+
+def test_mixed_suite_imports_tensorflow_only_for_keras_tests(pytester: pytest.Pytester, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_runtest_setup(item):
+            print(f"\\nSETUP {item.name} tensorflow_loaded={'tensorflow' in sys.modules}")
+        def pytest_runtest_teardown(item):
+            print(f"\\nTEARDOWN {item.name} tensorflow_loaded={'tensorflow' in sys.modules}")
+        """
+    )
+    pytester.makepyfile(
+        test_a_torch="""
+        from sample_models.torch_models import build
+
+        def test_torch(onnx_parity):
+            model, example, options = build("mlp")
+            assert onnx_parity(model, example, examples=3, **options).framework == "torch"
+        """,
+        test_b_keras="""
+        def test_keras(onnx_parity):
+            from sample_models.keras_models import build
+            model, example, options = build("cnn")
+            assert onnx_parity(model, example, examples=3, **options).framework == "tensorflow"
+        """,
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*SETUP test_torch?cpu? tensorflow_loaded=False*",
+            "*TEARDOWN test_torch?cpu? tensorflow_loaded=False*",
+            "*SETUP test_keras?cpu? tensorflow_loaded=False*",
+            "*TEARDOWN test_keras?cpu? tensorflow_loaded=True*",
+        ]
+    )
+
+
+def test_savedmodel_directory_and_tf_module(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np, pytest, tensorflow as tf
+        from sample_models.keras_models import build
+
+        class Scaler(tf.Module):
+            def __init__(self):
+                self.w = tf.Variable(np.linspace(-1, 1, 6, dtype="float32").reshape(3, 2))
+
+            @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32, name="x")])
+            def __call__(self, x):
+                return {"y": tf.nn.elu(x @ self.w)}
+
+        def test_tf_module(onnx_parity):
+            report = onnx_parity(Scaler(), None)            # the input signature builds the example
+            assert report.outputs[0].name == "y"
+
+        def test_savedmodel(onnx_parity, tmp_path):
+            model, example, _ = build("cnn")
+            model.export(str(tmp_path / "saved"), verbose=False)
+            report = onnx_parity(str(tmp_path / "saved"), example)
+            assert report.passed and report.framework == "tensorflow"
+
+        def test_unknown_signature(onnx_parity, tmp_path):
+            model, example, _ = build("cnn")
+            model.export(str(tmp_path / "saved"), verbose=False)
+            onnx_parity(str(tmp_path / "saved"), example, signature="predict")
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=2, failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "has no signature 'predict'; it has ['serve', 'serving_default']" in text, text
