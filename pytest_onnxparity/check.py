@@ -66,6 +66,9 @@ class _Runner:
         self.prepared, self.session, self.info, self.specs = prepared, session, info, specs
         self.dynamic_axes, self.atol, self.rtol, self.check_names = dynamic_axes, atol, rtol, check_names
         self.outputs = {name: OutputResult(name) for name in prepared.output_names}
+        #: Set for providers other than CPU: the same graph on ONNX Runtime's CPU provider.
+        self.cpu_session: Any = None
+        self.vs_cpu: dict[str, OutputResult] = {}
         self.checked: set[Recipe] = set()
         #: Failing inputs by id() of their ExampleFailure.
         self.cases: dict[int, FailingCase] = {}
@@ -111,19 +114,34 @@ class _Runner:
         comparison = compare(
             self.prepared.output_names, reference, self.info.outputs, got, self.atol, self.rtol, self.check_names
         )
-        for out in comparison.outputs:
-            agg = self.outputs.get(out.name)
-            if agg is None:
-                continue
-            agg.max_abs_diff = max(agg.max_abs_diff, out.max_abs_diff)
-            agg.max_rel_diff = max(agg.max_rel_diff, out.max_rel_diff)
-            agg.tolerance_used = max(agg.tolerance_used, out.tolerance_used)
-            agg.mismatched += out.mismatched
-            agg.total += out.total
-            agg.atol, agg.rtol = out.atol, out.rtol
-        if comparison.passed:
+        _accumulate(self.outputs, comparison)
+        if not comparison.passed:
+            return failure(comparison.kind or "values", comparison.problem or "", comparison, reference)
+        if self.cpu_session is None:
             return None
-        return failure(comparison.kind or "values", comparison.problem or "", comparison, reference)
+        # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
+        on_cpu = self.cpu_session.run(None, {name: feed[name] for name in self.info.inputs})
+        versus_cpu = compare(self.info.outputs, on_cpu, self.info.outputs, got, self.atol, self.rtol, False)
+        _accumulate(self.vs_cpu, versus_cpu)
+        if versus_cpu.passed:
+            return None
+        return failure(
+            "provider-vs-cpu",
+            f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}",
+            versus_cpu,
+            reference,
+        )
+
+
+def _accumulate(into: dict[str, OutputResult], comparison: Comparison) -> None:
+    for out in comparison.outputs:
+        agg = into.setdefault(out.name, OutputResult(out.name))
+        agg.max_abs_diff = max(agg.max_abs_diff, out.max_abs_diff)
+        agg.max_rel_diff = max(agg.max_rel_diff, out.max_rel_diff)
+        agg.tolerance_used = max(agg.tolerance_used, out.tolerance_used)
+        agg.mismatched += out.mismatched
+        agg.total += out.total
+        agg.atol, agg.rtol = out.atol, out.rtol
 
 
 def _explore(runner: _Runner, specs: list[TensorSpec], settings: Settings) -> ExampleFailure | None:
@@ -222,6 +240,9 @@ def _run(
     atol, rtol = _tolerances(settings, provider)
     check_names = prepared.output_names_meaningful or settings.onnx_model is None
     runner = _Runner(prepared, session, info, specs, dynamic_axes, atol, rtol, check_names)
+    reference_device = prepared.place(provider)
+    if provider != "cpu":
+        runner.cpu_session, _ = providers.open_session(path, "cpu")
     edges = inputs.edge_recipes(specs, settings)
     failure = None
     for recipe in edges:
@@ -261,6 +282,9 @@ def _run(
         executed_providers=placement.providers,
         node_placement=placement.nodes,
         fallback_nodes=placement.fallback_ops,
+        reference=f"{prepared.framework} on {reference_device}",
+        provider_options=dict(settings.provider_options.get(provider, {})),
+        versus_cpu=list(runner.vs_cpu.values()),
     )
     if failure is not None:
         report.repro = (

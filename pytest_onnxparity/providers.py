@@ -109,6 +109,7 @@ def _plugin_devices(short: str) -> list[Any]:
     import onnxruntime as ort
 
     full = SHORT_NAMES[short]
+    _built_in_providers(ort)
     if short in PLUGIN_PACKAGES and short not in _registered_plugins:
         module_name, registration = PLUGIN_PACKAGES[short]
         try:
@@ -158,17 +159,11 @@ def open_session(
         so.enable_profiling = True
         so.profile_file_prefix = str(profile_dir / f"ort_profile_{short}")
     options = dict(options or {})
-    built_in = ort.get_available_providers()
     try:
-        if short == "cpu" or full in built_in:
-            providers: list[Any] = [(full, options)] if short == "cpu" else [(full, options), "CPUExecutionProvider"]
-            session = ort.InferenceSession(os.fspath(path), so, providers=providers)
+        if short == "cpu":
+            session = ort.InferenceSession(os.fspath(path), so, providers=[(full, options)])
         else:
-            devices = _plugin_devices(short)
-            if not devices:
-                raise ProviderUnavailable(short, available_providers())
-            so.add_provider_for_devices(devices, options)
-            session = ort.InferenceSession(os.fspath(path), so)
+            session = _provider_session(ort, os.fspath(path), so, short, options)
     except ProviderUnavailable:
         raise
     except Exception as exc:
@@ -181,6 +176,36 @@ def open_session(
             f"the provider options {options or '{}'})"
         )
     return session, Placement(used)
+
+
+def _provider_session(ort: Any, path: str, so: Any, short: str, options: dict[str, str]) -> Any:
+    """A session on a built-in provider (``providers=[...]``) or a plugin one (``add_provider_for_devices``).
+
+    Plugin providers show up in ``get_available_providers()`` once registered, yet ``providers=[...]`` does
+    not run them (the session silently stays on CPU), so a registered plugin always goes through its devices.
+    """
+    full = SHORT_NAMES[short]
+    devices = _plugin_devices(short)
+    if devices and (short in _registered_plugins or full not in _built_in_providers(ort)):
+        so.add_provider_for_devices(devices, options)
+        return ort.InferenceSession(path, so)
+    if full in ort.get_available_providers():
+        session = ort.InferenceSession(path, so, providers=[(full, options), "CPUExecutionProvider"])
+        if full not in session.get_providers() and devices:
+            so.add_provider_for_devices(devices, options)  # a plugin registered outside this plugin
+            session = ort.InferenceSession(path, so)
+        return session
+    raise ProviderUnavailable(short, available_providers())
+
+
+_BUILT_IN: list[str] = []
+
+
+def _built_in_providers(ort: Any) -> list[str]:
+    """The providers compiled into this ONNX Runtime build, as listed before any plugin registration."""
+    if not _BUILT_IN:
+        _BUILT_IN.extend(ort.get_available_providers())
+    return _BUILT_IN
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:

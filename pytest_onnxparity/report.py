@@ -46,7 +46,12 @@ class ParityReport:
     executed_providers: list[str] = dataclasses.field(default_factory=list)
     node_placement: dict[str, int] = dataclasses.field(default_factory=dict)
     fallback_nodes: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: The provider options the session was created with (``--onnx-provider-options``).
+    provider_options: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Where the framework's reference ran, e.g. "torch on cuda".
     reference: str = ""
+    #: Provider vs ONNX Runtime's CPU provider on the same inputs (empty when the provider is CPU).
+    versus_cpu: list[OutputResult] = dataclasses.field(default_factory=list)
     repro: str = ""
     artifacts: str | None = None
 
@@ -93,6 +98,13 @@ class ParityReport:
                     f"  output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, max rel diff {out.max_rel_diff:.3g}, "
                     f"{out.tolerance_used:.1%} of tolerance used (atol {out.atol:g}, rtol {out.rtol:g})"
                 )
+        for out in self.versus_cpu:
+            lines.append(
+                f"  vs CPU provider, output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, "
+                f"{out.tolerance_used:.1%} of tolerance used"
+            )
+        if self.reference:
+            lines.append(f"  reference: {self.reference}")
         if self.executed_providers:
             lines.append(f"  ONNX Runtime providers: {', '.join(self.executed_providers)}")
         if self.fallback_nodes:

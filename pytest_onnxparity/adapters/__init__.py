@@ -51,6 +51,12 @@ class PreparedModel(Protocol):
     def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
         """Write the ONNX model to ``path``; raise :class:`OnnxParityError` with the exporter's reason."""
 
+    def place(self, provider: str) -> str:
+        """Run reference inferences on the device matching ``provider`` where possible; return that device."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing)."""
+
     def versions(self) -> dict[str, str]:
         """Versions of the framework and exporter, for reports."""
 

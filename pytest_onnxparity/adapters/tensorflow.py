@@ -251,6 +251,14 @@ class PreparedTensorFlowModel:
                 out[package] = str(module.__version__)
         return out
 
+    def place(self, provider: str) -> str:
+        """TensorFlow places ops itself (a visible GPU is used by default); report where."""
+        tf = _tf()
+        return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+
+    def synchronize(self) -> None:
+        """Outputs are converted to numpy, which waits for the device."""
+
     def close(self) -> None:
         pass
 

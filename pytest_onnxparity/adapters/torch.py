@@ -100,6 +100,8 @@ class PreparedTorchModel:
             self._example_dtypes[name] = value.dtype
             self.example[name] = value.detach().cpu().numpy()
         self._call_names = derived
+        self.device = "cpu"
+        self._reference_model = model
         self.int_high_hints = tuple(
             sorted({m.num_embeddings for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))})
         )
@@ -139,19 +141,36 @@ class PreparedTorchModel:
         names = names[:count]
         return names + [f"input_{i}" for i in range(len(names), count)]
 
-    def _tensors(self, feed: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
+    def _tensors(self, feed: Mapping[str, np.ndarray], device: str = "cpu") -> list[torch.Tensor]:
         import torch
 
-        return [torch.from_numpy(feed[name]).to(self._example_dtypes[name]) for name in self.example]
+        return [torch.from_numpy(feed[name]).to(device, self._example_dtypes[name]) for name in self.example]
 
     def _call(self, feed: Mapping[str, np.ndarray]) -> Any:
         import torch
 
-        tensors = self._tensors(feed)
+        tensors = self._tensors(feed, self.device)
         with torch.no_grad():
             if self._keyword:
-                return self.model(**dict(zip(self._call_names, tensors)))
-            return self.model(*tensors)
+                return self._reference_model(**dict(zip(self._call_names, tensors)))
+            return self._reference_model(*tensors)
+
+    def place(self, provider: str) -> str:
+        """Run the reference on the provider's device where torch has it (a copy: the user's model stays put)."""
+        import copy
+
+        import torch
+
+        if provider in ("cuda", "tensorrt") and torch.cuda.is_available() and self.device == "cpu":
+            self.device = "cuda"
+            self._reference_model = copy.deepcopy(self.model).to(self.device)
+        return self.device
+
+    def synchronize(self) -> None:
+        if self.device != "cpu":
+            import torch
+
+            torch.cuda.synchronize()
 
     def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return [t.detach().cpu().numpy() for _, t in flatten_outputs(self._call(feed))]
