@@ -23,6 +23,7 @@ from .report import ParityReport
 from .settings import resolve
 
 SESSION_OPTIONS = pytest.StashKey[dict[str, Any]]()
+BENCHMARK_STATE = pytest.StashKey[Any]()
 PLUGIN_CONFIG = pytest.StashKey[dict[str, Any]]()
 ITEM_RESULTS = pytest.StashKey[list[dict[str, Any]]]()
 
@@ -36,10 +37,12 @@ _VALUED_OPTIONS = (
     ("--onnx-seed", "onnx_parity_seed", int, "seed of the input generator (hypothesis); the same seed, the same inputs"),
     ("--onnx-report", "onnx_parity_report", str, "write a JSON report of every parity check to this path"),
     ("--onnx-artifacts", "onnx_parity_artifacts", str, "save each failing check's model and inputs/outputs here"),
+    ("--onnx-benchmark-plot", "onnx_parity_benchmark_plot", str, "with --onnx-benchmark: write a latency PNG here"),
 )
 _FLAGS = (
     ("--onnx-require-providers", "onnx_parity_require_providers", "fail, not skip, when a provider is missing"),
     ("--onnx-strict", "onnx_parity_strict", "fail checks that pass with plugin warnings (fallbacks, fewer examples)"),
+    ("--onnx-benchmark", "onnx_parity_benchmark", "also time framework vs each provider through pytest-benchmark"),
 )
 
 
@@ -92,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 plugin["providers"] = provider_names.parse_providers(value)
             except ValueError as exc:
                 raise pytest.UsageError(f"{option}: {exc}") from None
-        elif ini in ("onnx_parity_report", "onnx_parity_artifacts"):
+        elif ini in ("onnx_parity_report", "onnx_parity_artifacts", "onnx_parity_benchmark_plot"):
             plugin[ini.removeprefix("onnx_parity_")] = config.invocation_params.dir / value
         else:
             key = ini.removeprefix("onnx_parity_")
@@ -111,16 +114,71 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin[ini.removeprefix("onnx_parity_")] = bool(_value(config, ini))
     session["strict"] = plugin["strict"]
     plugin.setdefault("providers", ["cpu"])
+    plugin["benchmark_allowed"] = True
+    if config.getoption("numprocesses", None) or _is_worker(config):
+        # pytest-benchmark turns itself off under xdist; so do the benchmark items, parity carries on.
+        plugin["benchmark_allowed"] = False
+        if plugin["benchmark"] and not _is_worker(config):
+            config.issue_config_time_warning(
+                OnnxParityWarning("--onnx-benchmark is ignored under pytest-xdist (timings need one process); "
+                                  "parity checks run as usual"),
+                stacklevel=2,
+            )
+    elif plugin["benchmark"]:
+        from .benchmark import require_pytest_benchmark
+
+        require_pytest_benchmark(config)
     config.stash[SESSION_OPTIONS] = session
     config.stash[PLUGIN_CONFIG] = plugin
+    if plugin["benchmark_allowed"]:
+        from .benchmark import BenchmarkState
+
+        config.stash[BENCHMARK_STATE] = BenchmarkState()
     config.pluginmanager.register(ParityCollector(config), "onnxparity-collector")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per execution provider, ids ``[cpu]``, ``[cuda]``..."""
-    if "onnx_parity" in metafunc.fixturenames:
-        chosen = metafunc.config.stash[PLUGIN_CONFIG]["providers"]
-        metafunc.parametrize("onnx_parity_provider", chosen, ids=chosen)
+    """One test per execution provider (``[cpu]``, ``[cuda]``...), plus benchmark items when asked."""
+    if "onnx_parity" not in metafunc.fixturenames:
+        return
+    plugin = metafunc.config.stash[PLUGIN_CONFIG]
+    chosen = plugin["providers"]
+    values: list[tuple[str, Any]] = [(p, None) for p in chosen]
+    ids = list(chosen)
+    bench_sizes = _benchmark_batch_sizes(metafunc, plugin)
+    if bench_sizes:
+        from .benchmark import cases
+
+        for case in cases(bench_sizes, chosen):
+            values.append((chosen[0] if case.runtime == "framework" else case.runtime, case))
+            ids.append(case.id)
+    metafunc.parametrize(("onnx_parity_provider", "_onnx_parity_benchmark"), values, ids=ids)
+
+
+def _benchmark_batch_sizes(metafunc: pytest.Metafunc, plugin: dict[str, Any]) -> tuple[int, ...]:
+    """Batch sizes to benchmark this test at (marker > command line > ini), or () for none."""
+    if not plugin["benchmark_allowed"]:
+        return ()
+    marker = metafunc.definition.get_closest_marker("onnx_parity")
+    try:
+        settings = resolve({}, dict(marker.kwargs) if marker else {}, metafunc.config.stash[SESSION_OPTIONS])
+    except OnnxParityError:
+        return ()  # the test itself fails with the message when it runs
+    if not (plugin["benchmark"] or (marker is not None and marker.kwargs.get("benchmark"))):
+        return ()
+    if marker is not None and marker.kwargs.get("benchmark") and not plugin["benchmark"]:
+        from .benchmark import require_pytest_benchmark
+
+        require_pytest_benchmark(metafunc.config)
+    from .benchmark import benchmark_batch_sizes
+
+    return benchmark_batch_sizes(settings)
+
+
+@pytest.fixture
+def _onnx_parity_benchmark() -> Any:
+    """The benchmark case of a generated benchmark item (None for parity items)."""
+    return None
 
 
 @pytest.fixture
@@ -131,7 +189,10 @@ def onnx_parity_provider() -> str:
 
 @pytest.fixture
 def onnx_parity(
-    request: pytest.FixtureRequest, onnx_parity_provider: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    onnx_parity_provider: str,
+    _onnx_parity_benchmark: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., ParityReport]:
     """``onnx_parity(model, example_inputs, **options) -> ParityReport``; fails the test on any mismatch."""
     config = request.config
@@ -148,6 +209,14 @@ def onnx_parity(
         try:
             settings = resolve(options, dict(marker.kwargs) if marker else {}, config.stash[SESSION_OPTIONS])
             workdir = tmp_path_factory.mktemp(f"onnx_parity_{_slug(request.node.name)}_{index}", numbered=True)
+            if _onnx_parity_benchmark is not None and index == 0:
+                from . import benchmark
+
+                report = benchmark.run(
+                    request, config.stash[BENCHMARK_STATE], model, example_inputs, settings,
+                    onnx_parity_provider, _onnx_parity_benchmark, workdir,
+                )
+                return report
             outcome = run_parity(model, example_inputs, settings, onnx_parity_provider, workdir, request.node.nodeid)
         except ProviderUnavailable as exc:
             if plugin["require_providers"]:
@@ -158,6 +227,12 @@ def onnx_parity(
             results.append(_error_entry(request, onnx_parity_provider, str(exc)))
             raise type(exc)(f"onnx_parity: {exc}") from None
         report = outcome.report
+        if report.passed and index == 0 and BENCHMARK_STATE in config.stash:
+            from .benchmark import model_key
+
+            config.stash[BENCHMARK_STATE].parity[(model_key(request), onnx_parity_provider)] = (
+                outcome.onnx_path or "", report
+            )
         if not report.passed and plugin.get("artifacts") is not None and outcome.failing_case is not None:
             from .artifacts import save_failure
 
@@ -277,13 +352,30 @@ class ParityCollector:
             self.entries.extend(entries)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if _is_worker(self.config) or not self.entries:
+        if _is_worker(self.config):
             return
-        terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
-        for line in summary_lines(self.entries):
-            terminalreporter.write_line(line)
+        if self.entries:
+            terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
+            for line in summary_lines(self.entries):
+                terminalreporter.write_line(line)
+        measurements = self._measurements()
+        if measurements:
+            from .benchmark import summary_lines as benchmark_lines
+
+            terminalreporter.write_sep("=", "ONNX latency (median; speedup over the framework)")
+            for line in benchmark_lines(measurements):
+                terminalreporter.write_line(line)
+
+    def _measurements(self) -> list[Any]:
+        state = self.config.stash.get(BENCHMARK_STATE, None)
+        return state.measurements if state is not None else []
 
     def pytest_sessionfinish(self) -> None:
+        plot_path = self.config.stash[PLUGIN_CONFIG].get("benchmark_plot")
+        if plot_path is not None and self._measurements():
+            from .benchmark import plot
+
+            plot(self._measurements(), plot_path)
         path = self.config.stash[PLUGIN_CONFIG].get("report")
         if path is None or _is_worker(self.config):
             return

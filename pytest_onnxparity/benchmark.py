@@ -1,0 +1,252 @@
+"""The pytest-benchmark bridge: latency of the framework and of ONNX Runtime per provider and batch size.
+
+pytest-benchmark allows one benchmark per test, so the plugin generates one item per (runtime, batch
+size) — ids like ``[bench-framework-b1]``, ``[bench-cpu-b16]`` — and the ``onnx_parity`` call in such an
+item times that one runtime. Timing rules: the ONNX Runtime session and the input are built outside the
+timed region; the input is fresh (not one the parity check used); a few warm-up runs come first; the
+framework and ONNX Runtime use the same number of threads; device work is synchronised before the clock
+stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import OnnxParityUsageError
+
+if TYPE_CHECKING:
+    from .report import ParityReport
+    from .settings import Settings
+
+WARMUP_RUNS = 5
+#: Seed of the benchmark input: far from the seeds the parity check draws from.
+BENCHMARK_SEED = 2**31 - 7
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkCase:
+    """What one generated benchmark item times."""
+
+    runtime: str  # "framework" or a provider short name
+    batch_size: int
+
+    @property
+    def id(self) -> str:
+        return f"bench-{self.runtime}-b{self.batch_size}"
+
+
+@dataclasses.dataclass
+class Measurement:
+    model: str
+    runtime: str
+    batch_size: int
+    median_s: float | None
+    speedup: float | None = None
+
+
+@dataclasses.dataclass
+class BenchmarkState:
+    """Per session: parity results to reuse and the medians measured, for speedups, the summary and the plot."""
+
+    parity: dict[tuple[str, str], tuple[str, ParityReport]] = dataclasses.field(default_factory=dict)
+    measurements: list[Measurement] = dataclasses.field(default_factory=list)
+
+
+def require_pytest_benchmark(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("benchmark"):
+        raise pytest.UsageError(
+            "--onnx-benchmark needs pytest-benchmark: pip install 'pytest-onnxparity[benchmark]'"
+        )
+
+
+def cases(batch_sizes: tuple[int, ...], providers: list[str]) -> list[BenchmarkCase]:
+    """Framework first, then each provider, per batch size (framework medians feed the speedups)."""
+    return [BenchmarkCase(runtime, b) for b in batch_sizes for runtime in ["framework", *providers]]
+
+
+def benchmark_batch_sizes(settings: Settings) -> tuple[int, ...]:
+    """``benchmark_batch_sizes``, else 1 and the largest of ``batch_sizes``."""
+    return settings.benchmark_batch_sizes or tuple(sorted({1, max(settings.batch_sizes)}))
+
+
+def model_key(request: pytest.FixtureRequest) -> str:
+    """The test without the plugin's own parameters: the same key for its parity and benchmark items."""
+    node = request.node
+    params = getattr(getattr(node, "callspec", None), "params", {})
+    own = {"onnx_parity_provider", "_onnx_parity_benchmark"}
+    rest = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in own)
+    base = node.nodeid.split("[")[0]
+    return f"{base}[{rest}]" if rest else base
+
+
+def run(
+    request: pytest.FixtureRequest,
+    state: BenchmarkState,
+    model: Any,
+    example_inputs: Any,
+    settings: Settings,
+    provider: str,
+    case: BenchmarkCase,
+    workdir: Path,
+) -> ParityReport:
+    """Time one runtime at one batch size; returns the parity report of the same model and provider."""
+    from . import adapters, inputs, providers
+    from .check import run_parity
+    from .spec import Recipe
+
+    key = model_key(request)
+    cached = state.parity.get((key, provider))
+    if cached is None:  # the parity item did not run first (deselected, or run alone): check parity here
+        outcome = run_parity(model, example_inputs, settings, provider, workdir, request.node.nodeid)
+        if not outcome.report.passed:
+            from .errors import ParityMismatch
+
+            raise ParityMismatch(outcome.report)
+        cached = (outcome.onnx_path or "", outcome.report)
+        state.parity[(key, provider)] = cached
+    onnx_path, report = cached
+    prepared = adapters.prepare(model, example_inputs, settings)
+    try:
+        dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
+        specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
+        batch_dims = {d for s in specs for axis, d in s.dynamic.items() if axis == 0}
+        if case.batch_size != 1 and not batch_dims:
+            raise OnnxParityUsageError(
+                f"benchmark batch size {case.batch_size} needs a dynamic batch axis; this check has none "
+                "(dynamic_axes). Set benchmark_batch_sizes=(1,) or declare the batch axis."
+            )
+        dims = tuple((d, case.batch_size if d in batch_dims else n) for d, n in _example_dims(specs).items())
+        feed = inputs.materialize(Recipe("benchmark", dims, "normal", 1.0, BENCHMARK_SEED), specs, prepared.example)
+        threads = _threads(prepared.framework)
+        info: dict[str, Any] = {
+            "model": key,
+            "runtime": prepared.framework if case.runtime == "framework" else case.runtime,
+            "batch_size": case.batch_size,
+            "opset": report.opset,
+            "threads": threads,
+            "warmup_runs": WARMUP_RUNS,
+            "versions": report.versions,
+        }
+        if case.runtime == "framework":
+            device = prepared.place(provider)
+            info["device"] = device
+
+            def call() -> Any:
+                out = prepared.run(feed)
+                prepared.synchronize()
+                return out
+        else:
+            session, _ = providers.open_session(
+                onnx_path, case.runtime, settings.provider_options.get(case.runtime), threads=threads
+            )
+            options = session.get_session_options()
+            info["provider"] = session.get_providers()[0]
+            info["session_options"] = {
+                "intra_op_num_threads": options.intra_op_num_threads,
+                "inter_op_num_threads": options.inter_op_num_threads,
+                "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
+            }
+            onnx_feed = {i.name: feed[i.name] for i in session.get_inputs()}
+
+            def call() -> Any:
+                return session.run(None, onnx_feed)
+
+        for _ in range(WARMUP_RUNS):
+            call()
+        benchmark = request.getfixturevalue("benchmark")
+        benchmark.group = f"{key} batch={case.batch_size}"
+        benchmark.extra_info.update(info)
+        benchmark(call)
+        median = benchmark.stats.stats.median if benchmark.stats is not None else None
+        measurement = Measurement(key, info["runtime"], case.batch_size, median)
+        if case.runtime != "framework" and median:
+            framework = next(
+                (m for m in state.measurements if (m.model, m.batch_size) == (key, case.batch_size)
+                 and m.runtime == prepared.framework and m.median_s), None
+            )
+            if framework is not None and framework.median_s:
+                measurement.speedup = framework.median_s / median
+                benchmark.extra_info["speedup_vs_framework"] = round(measurement.speedup, 3)
+        state.measurements.append(measurement)
+    finally:
+        prepared.close()
+    return report
+
+
+def _example_dims(specs: list[Any]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for spec in specs:
+        for axis, dim in spec.dynamic.items():
+            dims[dim] = spec.shape[axis]
+    return dims
+
+
+def _threads(framework: str) -> int:
+    """The framework's intra-op thread count; ONNX Runtime is given the same."""
+    if framework == "torch":
+        import torch
+
+        return int(torch.get_num_threads())
+    import tensorflow as tf
+
+    return int(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1)
+
+
+def summary_lines(measurements: list[Measurement]) -> list[str]:
+    """One line per model and batch size: each runtime's median and its speedup over the framework."""
+    lines = []
+    seen: dict[tuple[str, int], list[Measurement]] = {}
+    for m in measurements:
+        seen.setdefault((m.model, m.batch_size), []).append(m)
+    for (model, batch), group in seen.items():
+        parts = []
+        for m in group:
+            if m.median_s is None:
+                continue
+            text = f"{m.runtime} {m.median_s * 1e3:.3f} ms"
+            if m.speedup is not None:
+                text += f" ({m.speedup:.2f}x)"
+            parts.append(text)
+        if parts:
+            lines.append(f"{model} batch={batch}: " + ", ".join(parts))
+    return lines
+
+
+def plot(measurements: list[Measurement], path: Path) -> None:
+    """A PNG: median latency per runtime (bars) and batch size (groups), one panel per model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise pytest.UsageError(
+            "--onnx-benchmark-plot needs matplotlib: pip install 'pytest-onnxparity[benchmark]'"
+        ) from exc
+    models = sorted({m.model for m in measurements})
+    fig, axes = plt.subplots(len(models), 1, figsize=(8, 3.2 * max(1, len(models))), squeeze=False)
+    for ax, model in zip(axes[:, 0], models):
+        rows = [m for m in measurements if m.model == model and m.median_s is not None]
+        batches = sorted({m.batch_size for m in rows})
+        runtimes = list(dict.fromkeys(m.runtime for m in rows))
+        width = 0.8 / max(1, len(runtimes))
+        for i, runtime in enumerate(runtimes):
+            values = [
+                next((m.median_s * 1e3 for m in rows if m.runtime == runtime and m.batch_size == b), 0.0)
+                for b in batches
+            ]
+            ax.bar([x + i * width for x in range(len(batches))], values, width, label=runtime)
+        ax.set_xticks([x + width * (len(runtimes) - 1) / 2 for x in range(len(batches))])
+        ax.set_xticklabels([f"batch {b}" for b in batches])
+        ax.set_ylabel("median latency (ms)")
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
