@@ -136,10 +136,7 @@ def run(
             device = prepared.place(provider)
             info["device"] = device
 
-            def call() -> Any:
-                out = prepared.run(feed)
-                prepared.synchronize()
-                return out
+            call = prepared.runner(feed)
         else:
             session, _ = providers.open_session(
                 onnx_path, case.runtime, settings.provider_options.get(case.runtime), threads=threads

@@ -54,8 +54,9 @@ class PreparedModel(Protocol):
     def place(self, provider: str) -> str:
         """Run reference inferences on the device matching ``provider`` where possible; return that device."""
 
-    def synchronize(self) -> None:
-        """Wait for queued device work (for timing)."""
+    def runner(self, feed: Mapping[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """A zero-argument call running the model on ``feed``, inputs prepared beforehand, outputs fetched
+        to host numpy (which waits for device work): what the benchmark times."""
 
     def versions(self) -> dict[str, str]:
         """Versions of the framework and exporter, for reports."""

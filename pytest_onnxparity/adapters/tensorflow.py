@@ -199,9 +199,17 @@ class PreparedTensorFlowModel:
         return [tf.convert_to_tensor(feed[name]) for name in self.example]
 
     def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return self.runner(feed)()
+
+    def runner(self, feed: Mapping[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """A call that runs the model on ``feed`` with the tensors already built (for timing).
+
+        Converting outputs to numpy waits for the device, so a timed call includes all device work.
+        """
         import numpy as np
 
-        return [np.asarray(t) for _, t in flatten_outputs(self._call(self._tensors(feed)))]
+        tensors = self._tensors(feed)
+        return lambda: [np.asarray(t) for _, t in flatten_outputs(self._call(tensors))]
 
     def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
         if settings.exporter not in ("auto",):
@@ -255,9 +263,6 @@ class PreparedTensorFlowModel:
         """TensorFlow places ops itself (a visible GPU is used by default); report where."""
         tf = _tf()
         return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
-
-    def synchronize(self) -> None:
-        """Outputs are converted to numpy, which waits for the device."""
 
     def close(self) -> None:
         pass

@@ -9,7 +9,7 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,13 +147,21 @@ class PreparedTorchModel:
         return [torch.from_numpy(feed[name]).to(device, self._example_dtypes[name]) for name in self.example]
 
     def _call(self, feed: Mapping[str, np.ndarray]) -> Any:
+        return self._forward(self._tensors(feed, self.device))
+
+    def _forward(self, tensors: list[torch.Tensor]) -> Any:
         import torch
 
-        tensors = self._tensors(feed, self.device)
         with torch.no_grad():
             if self._keyword:
                 return self._reference_model(**dict(zip(self._call_names, tensors)))
             return self._reference_model(*tensors)
+
+    def runner(self, feed: Mapping[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """A call that runs the model on ``feed`` with the tensors already built (for timing)."""
+        tensors = self._tensors(feed, self.device)
+        # .cpu() waits for the device, so a timed call includes all GPU work.
+        return lambda: [t.detach().cpu().numpy() for _, t in flatten_outputs(self._forward(tensors))]
 
     def place(self, provider: str) -> str:
         """Run the reference on the provider's device where torch has it (a copy: the user's model stays put)."""
@@ -166,14 +174,8 @@ class PreparedTorchModel:
             self._reference_model = copy.deepcopy(self.model).to(self.device)
         return self.device
 
-    def synchronize(self) -> None:
-        if self.device != "cpu":
-            import torch
-
-            torch.cuda.synchronize()
-
     def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return [t.detach().cpu().numpy() for _, t in flatten_outputs(self._call(feed))]
+        return self.runner(feed)()
 
     def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
         order = ("dynamo", "torchscript") if settings.exporter == "auto" else (settings.exporter,)
