@@ -55,12 +55,15 @@ def hand_written(name: str, rounds: int, workdir: Path) -> dict[tuple[str, int],
         x = torch.randn(b, *example.shape[1:])
         x_np = x.numpy()
 
-        def run_torch() -> None:
+        def run_torch(x: torch.Tensor = x) -> None:
             with torch.no_grad():
                 model(x).numpy()
 
+        def run_onnx(x_np: object = x_np) -> None:
+            session.run(None, {input_name: x_np})
+
         out[("torch", b)] = hand_loop(run_torch, rounds)
-        out[("cpu", b)] = hand_loop(lambda: session.run(None, {input_name: x_np}), rounds)
+        out[("cpu", b)] = hand_loop(run_onnx, rounds)
     return out
 
 
@@ -79,8 +82,17 @@ def through_plugin(workdir: Path) -> dict[tuple[str, str, int], float]:
     )
     report = workdir / "bench.json"
     code = pytest.main(
-        [str(test), "-q", "-p", "no:cacheprovider", "--onnx-benchmark", f"--benchmark-json={report}",
-         f"--rootdir={workdir}", "--benchmark-min-rounds=50", "--benchmark-max-time=1.0"]
+        [
+            str(test),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--onnx-benchmark",
+            f"--benchmark-json={report}",
+            f"--rootdir={workdir}",
+            "--benchmark-min-rounds=50",
+            "--benchmark-max-time=1.0",
+        ]
     )
     if code != 0:
         raise SystemExit(f"pytest exited {code}")
@@ -110,13 +122,17 @@ def main() -> None:
             for key, median in through_plugin(workdir).items():
                 plugin.setdefault(key, []).append(median)
     print()
-    print(f"{'model':<6} {'batch':>5} {'runtime':<8} {'hand median':>12} {'(spread)':>18} {'plugin median':>14} "
-          f"{'(spread)':>18} {'plugin/hand':>12}")
+    print(
+        f"{'model':<6} {'batch':>5} {'runtime':<8} {'hand median':>12} {'(spread)':>18} {'plugin median':>14} "
+        f"{'(spread)':>18} {'plugin/hand':>12}"
+    )
     for (name, runtime, batch), hand_runs in hand.items():
         plugin_runs = plugin[(name, runtime, batch)]
         h, p = statistics.median(hand_runs), statistics.median(plugin_runs)
-        print(f"{name:<6} {batch:>5} {runtime:<8} {h * 1e3:>9.3f} ms {_spread(hand_runs):>18} {p * 1e3:>11.3f} ms "
-              f"{_spread(plugin_runs):>18} {p / h:>12.2f}")
+        print(
+            f"{name:<6} {batch:>5} {runtime:<8} {h * 1e3:>9.3f} ms {_spread(hand_runs):>18} {p * 1e3:>11.3f} ms "
+            f"{_spread(plugin_runs):>18} {p / h:>12.2f}"
+        )
 
 
 def _spread(runs: list[float]) -> str:

@@ -1,7 +1,7 @@
 """Repro artifacts of a failing check in ONNX's test-data layout, replayable without the framework::
 
-    DIR/<test>/model.onnx
-    DIR/<test>/test_data_set_0/input_0.pb ... output_0.pb ...   (outputs are the framework's)
+DIR/<test>/model.onnx
+DIR/<test>/test_data_set_0/input_0.pb ... output_0.pb ...   (outputs are the framework's)
 """
 
 from __future__ import annotations

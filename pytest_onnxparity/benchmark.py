@@ -59,9 +59,7 @@ class BenchmarkState:
 
 def require_pytest_benchmark(config: pytest.Config) -> None:
     if not config.pluginmanager.hasplugin("benchmark"):
-        raise pytest.UsageError(
-            "--onnx-benchmark needs pytest-benchmark: pip install 'pytest-onnxparity[benchmark]'"
-        )
+        raise pytest.UsageError("--onnx-benchmark needs pytest-benchmark: pip install 'pytest-onnxparity[benchmark]'")
 
 
 def cases(batch_sizes: tuple[int, ...], providers: list[str]) -> list[BenchmarkCase]:
@@ -163,8 +161,14 @@ def run(
         measurement = Measurement(key, info["runtime"], case.batch_size, median)
         if case.runtime != "framework" and median:
             framework = next(
-                (m for m in state.measurements if (m.model, m.batch_size) == (key, case.batch_size)
-                 and m.runtime == prepared.framework and m.median_s), None
+                (
+                    m
+                    for m in state.measurements
+                    if (m.model, m.batch_size) == (key, case.batch_size)
+                    and m.runtime == prepared.framework
+                    and m.median_s
+                ),
+                None,
             )
             if framework is not None and framework.median_s:
                 measurement.speedup = framework.median_s / median

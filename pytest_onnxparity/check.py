@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import adapters, inputs, onnx_file, providers
 from .compare import Comparison, compare
-from .errors import OnnxParityError, OnnxParityUsageError
+from .errors import OnnxParityUsageError
 from .report import ExampleFailure, ParityReport
 from .spec import OutputResult, Recipe, TensorSpec
 
@@ -202,9 +202,7 @@ def run_parity(
         prepared.close()
 
 
-def _run(
-    prepared: adapters.PreparedModel, settings: Settings, provider: str, workdir: Path, nodeid: str
-) -> Outcome:
+def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, workdir: Path, nodeid: str) -> Outcome:
     dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
     if settings.onnx_model is not None:
         path, exporter, notes = settings.onnx_model, "user file (onnx_model=)", []
@@ -262,6 +260,11 @@ def _run(
                 f"hypothesis produced {generated} distinct generated input set(s) of the {settings.examples} asked "
                 "(the space of shapes and patterns is small)"
             )
+    if placement.fallback_ops:
+        warnings.append(
+            f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
+        )
     versions = prepared.versions()
     versions.update(_runtime_versions())
     report = ParityReport(

@@ -45,7 +45,7 @@ def tolerance_for(name: str, dtype: Any, atol: Any, rtol: Any) -> tuple[float, f
 
     default_atol, default_rtol = default_tolerance(dtype)
     if not np.issubdtype(np.dtype(dtype), np.floating):
-        exact = isinstance(atol, Mapping) and name in atol or isinstance(rtol, Mapping) and name in rtol
+        exact = (isinstance(atol, Mapping) and name in atol) or (isinstance(rtol, Mapping) and name in rtol)
         if not exact:
             return 0.0, 0.0
 

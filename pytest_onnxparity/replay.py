@@ -43,8 +43,10 @@ def replay(case: Path, provider: str = "CPUExecutionProvider", atol: float = 1e-
                 diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
                 bad = ~(diff <= atol * scale + rtol * np.abs(expected)) & ~(np.isnan(actual) & np.isnan(expected))
                 bad &= ~(np.isinf(actual) & (actual == expected))
-            print(f"{data.name} output {k}: {int(bad.sum())} of {bad.size} elements differ, max abs diff "
-                  f"{float(np.nanmax(np.where(np.isnan(diff), np.inf, diff), initial=0)):.3g}")
+            print(
+                f"{data.name} output {k}: {int(bad.sum())} of {bad.size} elements differ, max abs diff "
+                f"{float(np.nanmax(np.where(np.isnan(diff), np.inf, diff), initial=0)):.3g}"
+            )
             ok &= not bad.any()
     return ok
 

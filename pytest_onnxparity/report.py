@@ -68,7 +68,9 @@ class ParityReport:
     def lines(self) -> list[str]:
         """Top-down: what failed, how much, where, on which input, how to reproduce."""
         head = "ONNX parity PASSED" if self.passed else "ONNX parity FAILED"
-        lines = [f"{head} on {self.provider} ({self.examples} input set(s) checked; exporter: {self.exporter or 'n/a'})"]
+        lines = [
+            f"{head} on {self.provider} ({self.examples} input set(s) checked; exporter: {self.exporter or 'n/a'})"
+        ]
         if self.onnx_path:
             lines.append(f"  ONNX model: {self.onnx_path}")
         failure = self.failure
@@ -86,10 +88,12 @@ class ParityReport:
                 )
             if failure.worst:
                 lines.append("  worst elements:")
-                lines.append(f"    {'output':<16} {'index':<18} {'reference':>14} {'onnx':>14} {'|diff|':>11} {'allowed':>11}")
+                lines.append(
+                    f"    {'output':<16} {'index':<18} {'reference':>14} {'onnx':>14} {'|diff|':>11} {'allowed':>11}"
+                )
                 for row in failure.worst:
                     lines.append(
-                        f"    {row['output']:<16} {str(tuple(row['index'])):<18} {row['reference']:>14.7g} "
+                        f"    {row['output']:<16} {tuple(row['index'])!s:<18} {row['reference']:>14.7g} "
                         f"{row['onnx']:>14.7g} {row['abs_diff']:>11.4g} {row['allowed']:>11.4g}"
                     )
         else:

@@ -230,9 +230,7 @@ def check_known(options: Mapping[str, Any], where: str) -> None:
         )
 
 
-def resolve(
-    call: Mapping[str, Any], marker: Mapping[str, Any], session: Mapping[str, Any]
-) -> Settings:
+def resolve(call: Mapping[str, Any], marker: Mapping[str, Any], session: Mapping[str, Any]) -> Settings:
     """Merge the layers, highest first: call kwargs, marker kwargs, then session (CLI > ini, merged by the plugin)."""
     check_known(call, "onnx_parity(...)")
     check_known(marker, "@pytest.mark.onnx_parity(...)")

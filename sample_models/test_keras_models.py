@@ -2,9 +2,11 @@
 
 import pytest
 
-pytest.importorskip("tf2onnx", reason="the tensorflow extra is not installed: pip install 'pytest-onnxparity[tensorflow]'")
+pytest.importorskip(
+    "tf2onnx", reason="the tensorflow extra is not installed: pip install 'pytest-onnxparity[tensorflow]'"
+)
 
-from sample_models.keras_models import NAMES, build  # noqa: E402
+from sample_models.keras_models import NAMES, build
 
 
 @pytest.mark.parametrize("name", NAMES)

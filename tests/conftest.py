@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from _pytest import pytester as _pytester
 
 # pytester restores sys.modules after every inner session. Compiled extensions that registered global
@@ -76,3 +75,20 @@ def plant(exported: Callable[[str], Path], tmp_path: Path) -> Callable[..., Path
 def failure_text(reprec: pytest.HookRecorder) -> dict[str, str]:
     """nodeid -> failure text of every failed test of an inline run."""
     return {r.nodeid: r.longreprtext for r in reprec.getreports("pytest_runtest_logreport") if r.failed}
+
+
+def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name: str, path: Path) -> str:
+    """Run an inner test checking ``path`` against the sample model; it must fail: return the failure text."""
+    pytester.makepyfile(
+        f"""
+        from sample_models.{models_module} import build
+
+        def test_defect(onnx_parity):
+            model, example, options = build({model_name!r})
+            onnx_parity(model, example, onnx_model=r"{path}", **options)
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    return text

@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 
 from tests.conftest import failure_text
 
-BAD_INPUTS = '''
+BAD_INPUTS = """
 import pytest, torch
 from sample_models.torch_models import build
 
@@ -65,7 +65,7 @@ def test_example_of_wrong_type(onnx_parity):
 def test_after_all_the_errors_a_healthy_check_still_runs(onnx_parity):
     model, example, _ = build("mlp")
     assert onnx_parity(model, example).passed
-'''
+"""
 
 EXPECTED = {
     "test_model_raises_on_its_example": "the model raised on its own example_inputs",

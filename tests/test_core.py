@@ -63,13 +63,14 @@ class TestPassRule:
         assert out.max_abs_diff == pytest.approx(0.5)
 
 
-def _specs(example, settings=Settings(), hints=()):
+def _specs(example, settings=None, hints=()):
+    settings = settings or Settings()
     axes = resolve_dynamic_axes(example, settings, {})
     return build_specs(example, axes, settings, hints)
 
 
 class TestInputs:
-    example = {
+    example = {  # noqa: RUF012 (read only)
         "x": np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32),
         "ids": np.array([[3, 7, 9], [1, 2, 3]], np.int64),
         "mask": np.array([[1, 1, 0], [1, 1, 1]], np.int64),

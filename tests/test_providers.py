@@ -46,8 +46,12 @@ def test_cpu_and_openvino_matrix_on_real_models(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*test_model?openvino-bert?*openvino*PASS*"])
     checks = {c["nodeid"].split("::")[1]: c for c in json.loads((pytester.path / "r.json").read_text())["checks"]}
-    assert set(checks) == {"test_model[cpu-cnn]", "test_model[cpu-bert]", "test_model[openvino-cnn]",
-                           "test_model[openvino-bert]"}
+    assert set(checks) == {
+        "test_model[cpu-cnn]",
+        "test_model[cpu-bert]",
+        "test_model[openvino-cnn]",
+        "test_model[openvino-bert]",
+    }
     ov = checks["test_model[openvino-bert]"]
     assert ov["executed_providers"][0] == "OpenVINOExecutionProvider" and ov["node_placement"]["openvino"] >= 1
     assert ov["versus_cpu"] and all(o["total"] > 0 for o in ov["versus_cpu"])
@@ -117,9 +121,7 @@ def test_cov(onnx_parity, onnx_parity_provider):
     assert (report.outputs[0].atol, report.outputs[0].rtol) == expected
 """
     )
-    pytester.runpytest("--onnx-providers=cpu,openvino", "-p", "no:cacheprovider").assert_outcomes(
-        passed=2, warnings=1
-    )
+    pytester.runpytest("--onnx-providers=cpu,openvino", "-p", "no:cacheprovider").assert_outcomes(passed=2, warnings=1)
 
 
 def test_reduced_precision_providers_default_to_looser_tolerances() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, failure_text
+from tests.conftest import ROOT, check_planted_file, failure_text
 from tests.defects import KERAS_DEFECTS
 
 pytest.importorskip("tf2onnx")
@@ -22,19 +22,7 @@ def test_keras_sample_suite_passes_with_defaults(pytester: pytest.Pytester) -> N
 @pytest.mark.parametrize("defect", sorted(KERAS_DEFECTS))
 def test_planted_defect_in_tf2onnx_graph_is_caught(pytester: pytest.Pytester, plant, defect: str) -> None:
     model_name, edit, kind, beyond_example = KERAS_DEFECTS[defect]
-    path = plant(f"keras/{model_name}", edit)
-    pytester.makepyfile(
-        f"""
-        from sample_models.keras_models import build
-
-        def test_defect(onnx_parity):
-            model, example, options = build({model_name!r})
-            onnx_parity(model, example, onnx_model=r"{path}", **options)
-        """
-    )
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
-    reprec.assertoutcome(failed=1)
-    (text,) = failure_text(reprec).values()
+    text = check_planted_file(pytester, "keras_models", model_name, plant(f"keras/{model_name}", edit))
     assert "ONNX parity FAILED on cpu" in text and f"  {kind}: " in text, text
     if beyond_example:
         assert "on input: the example_inputs" not in text, text

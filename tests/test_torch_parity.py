@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, failure_text
+from tests.conftest import ROOT, check_planted_file, failure_text
 from tests.defects import DEFECTS
 
 
@@ -19,19 +19,7 @@ def test_sample_suite_passes_with_defaults(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize("defect", sorted(DEFECTS))
 def test_planted_defect_is_caught(pytester: pytest.Pytester, plant, defect: str) -> None:
     model_name, edit, kind, beyond_example = DEFECTS[defect]
-    path = plant(model_name, edit)
-    pytester.makepyfile(
-        f"""
-        from sample_models.torch_models import build
-
-        def test_defect(onnx_parity):
-            model, example, options = build({model_name!r})
-            onnx_parity(model, example, onnx_model=r"{path}", **options)
-        """
-    )
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
-    reprec.assertoutcome(failed=1)
-    (text,) = failure_text(reprec).values()
+    text = check_planted_file(pytester, "torch_models", model_name, plant(model_name, edit))
     assert "ParityMismatch" in text and "ONNX parity FAILED on cpu" in text
     assert f"  {kind}: " in text, text
     assert "on input: " in text and "reproduce: pytest " in text and "--onnx-seed=0" in text

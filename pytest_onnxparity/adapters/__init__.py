@@ -7,15 +7,20 @@ the model already comes from it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import io
+import logging
 import os
+import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import OnnxParityUsageError
+from ..errors import OnnxParityError, OnnxParityUsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,8 +109,7 @@ def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedMode
         )
     raise OnnxParityUsageError(
         f"onnx_parity() cannot check an object of type {type(model).__module__}.{type(model).__qualname__}: "
-        "pass a torch.nn.Module, a Keras model, a tf.function / tf.Module, or a SavedModel directory."
-        + hint
+        "pass a torch.nn.Module, a Keras model, a tf.function / tf.Module, or a SavedModel directory." + hint
     )
 
 
@@ -119,3 +123,58 @@ def input_names(user: Sequence[str] | None, derived: Sequence[str]) -> tuple[str
             f"{list(derived)}; give one name per example input."
         )
     return tuple(user)
+
+
+def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
+    """The model's named outputs on its own example; a model that cannot run it is the user's error."""
+    try:
+        named = run_example()
+    except OnnxParityError:
+        raise
+    except Exception as exc:
+        raise OnnxParityUsageError(
+            f"the model raised on its own example_inputs, so there is nothing to compare against: "
+            f"{short_error(exc)}. Fix the model or the example inputs so that the model runs on them."
+        ) from exc
+    if not named:
+        raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
+    return named
+
+
+def positional_names(names: Sequence[str]) -> bool:
+    """True when output names only say where an output sits (``output``, ``output_0``), not what it is."""
+    return all(re.fullmatch(r"output(_\d+)*", n) for n in names)
+
+
+def output_names(user: Sequence[str] | None, derived: Sequence[str]) -> tuple[str, ...]:
+    """The user's output names when given (checked against the count), else the derived ones."""
+    if user is not None and len(user) != len(derived):
+        raise OnnxParityUsageError(
+            f"output_names has {len(user)} name(s) {list(user)} but the model returns {len(derived)} tensor(s) "
+            f"{list(derived)}; give one name per output tensor."
+        )
+    return tuple(user if user is not None else derived)
+
+
+def short_error(exc: BaseException, limit: int = 1500) -> str:
+    """``Type: message`` without terminal colours, cut to ``limit`` characters (exporter errors run long)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip()
+    return text if len(text) <= limit else text[:limit] + " ... [truncated]"
+
+
+@contextlib.contextmanager
+def quiet(*logger_names: str) -> Iterator[None]:
+    """Exporters print progress, log and warn a lot: keep it out of the user's test output while they run."""
+    loggers = [logging.getLogger(n) for n in logger_names]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+        lg.propagate = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.setLevel(level)
+            lg.propagate = propagate

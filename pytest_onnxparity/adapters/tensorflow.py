@@ -8,19 +8,15 @@ path serves Keras 3, legacy ``tf_keras``, plain ``tf.function``s, ``tf.Module``s
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError, OnnxParityUsageError
-from . import ExportResult, input_names
+from . import ExportResult, input_names, output_names, outputs_on_example, positional_names, quiet, short_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,17 +34,14 @@ def _tf() -> Any:
     return tf
 
 
-def _short(exc: BaseException, limit: int = 1500) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= limit else text[:limit] + " ... [truncated]"
-
-
 def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """Flatten outputs in the order the model returns them; dict keys become names, positions ``output_i``."""
     if isinstance(obj, Mapping):
         return [leaf for k, v in obj.items() for leaf in flatten_outputs(v, f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(obj, (tuple, list)):
-        return [leaf for i, v in enumerate(obj) for leaf in flatten_outputs(v, f"{prefix}_{i}" if prefix else f"output_{i}")]
+        return [
+            leaf for i, v in enumerate(obj) for leaf in flatten_outputs(v, f"{prefix}_{i}" if prefix else f"output_{i}")
+        ]
     if obj is None:
         return []
     return [(prefix or "output", obj)]
@@ -104,29 +97,16 @@ class PreparedTensorFlowModel:
                 if dims:
                     self.model_dynamic_axes[name] = dims
         self._model = model
-        try:
-            named = flatten_outputs(self._call(self._tensors(self.example)))
-        except Exception as exc:
-            raise OnnxParityUsageError(
-                f"the model raised on its own example_inputs, so there is nothing to compare against: {_short(exc)}. "
-                "Fix the model or the example inputs."
-            ) from exc
-        if not named:
-            raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
+        named = outputs_on_example(lambda: flatten_outputs(self._call(self._tensors(self.example))))
         derived_outputs = [n for n, _ in named]
-        positional = all(re.fullmatch(r"output(_\d+)*", n) for n in derived_outputs)
+        positional = positional_names(derived_outputs)
         # Names a user-supplied ONNX file must carry: the user's, or dict keys of the model's outputs. Keras
         # layer names ("dense_3") name our own exports but are process-dependent counters, so not checked there.
         self.output_names_meaningful = settings.output_names is not None or not positional
         keras_names = self._keras_output_names(model, len(derived_outputs))
         if keras_names is not None and positional:
             derived_outputs = keras_names
-        if settings.output_names is not None and len(settings.output_names) != len(derived_outputs):
-            raise OnnxParityUsageError(
-                f"output_names has {len(settings.output_names)} name(s) {list(settings.output_names)} but the model "
-                f"returns {len(derived_outputs)} tensor(s) {derived_outputs}; give one name per output tensor."
-            )
-        self.output_names = tuple(settings.output_names or derived_outputs)
+        self.output_names = output_names(settings.output_names, derived_outputs)
 
     @staticmethod
     def _keras_output_names(model: Any, count: int) -> list[str] | None:
@@ -179,7 +159,7 @@ class PreparedTensorFlowModel:
                 return model(args, training=False)
 
             return call_keras, names, declared
-        fn = model if _is_tf_function(model) else getattr(model, "__call__", None)
+        fn = model if _is_tf_function(model) else getattr(model, "__call__", None)  # noqa: B004 (a tf.Module's tf.function)
         if fn is None or not callable(fn):
             raise OnnxParityUsageError(
                 f"{type(model).__name__} is a tf.Module without __call__; wrap the computation in a tf.function."
@@ -233,12 +213,12 @@ class PreparedTensorFlowModel:
         opset = settings.opset or DEFAULT_OPSET
         function = tf.function(exported)
         try:
-            with _quiet():
+            with quiet("tf2onnx", "tensorflow", "absl"):
                 proto, _ = tf2onnx.convert.from_function(function, input_signature=tuple(specs), opset=opset)
                 _inline_captured_constants(proto, function.get_concrete_function(*specs), list(self.example))
         except Exception as exc:
             raise OnnxParityError(
-                f"tf2onnx could not convert the model (opset {opset}): {_short(exc)}\n  Fix: an op tf2onnx lacks "
+                f"tf2onnx could not convert the model (opset {opset}): {short_error(exc)}\n  Fix: an op tf2onnx lacks "
                 "may exist at a higher opset (opset=18), otherwise convert it yourself and pass the file as "
                 "onnx_model=..."
             ) from exc
@@ -322,23 +302,6 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
         node.input[:] = [mapping.get(n, n) for n in node.input]
     for output in graph.output:
         output.name = mapping.get(output.name, output.name)
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "absl")]
-    saved = [(lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-        lg.propagate = False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, (level, propagate) in zip(loggers, saved):
-            lg.setLevel(level)
-            lg.propagate = propagate
 
 
 def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedTensorFlowModel:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
-import io
-import logging
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -14,18 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError, OnnxParityUsageError, OnnxParityWarning
-from . import ExportResult, input_names
+from . import ExportResult, input_names, output_names, outputs_on_example, positional_names, quiet, short_error
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from ..settings import Settings
-
-
-def _short(exc: BaseException, limit: int = 1500) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip()
-    return text if len(text) <= limit else text[:limit] + " ... [truncated]"
 
 
 def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -103,31 +95,20 @@ class PreparedTorchModel:
         self.device = "cpu"
         self._reference_model = model
         self.int_high_hints = tuple(
-            sorted({m.num_embeddings for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))})
+            sorted(
+                {
+                    m.num_embeddings
+                    for m in model.modules()
+                    if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+                }
+            )
         )
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
-        try:
-            named = flatten_outputs(self._call(self.example))
-        except OnnxParityError:
-            raise
-        except Exception as exc:
-            raise OnnxParityUsageError(
-                f"the model raised on its own example_inputs, so there is nothing to compare against: {_short(exc)}. "
-                "Fix the model or the example inputs so that model(*example_inputs) runs."
-            ) from exc
-        if not named:
-            raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
+        named = outputs_on_example(lambda: flatten_outputs(self._call(self.example)))
         derived_outputs = [n for n, _ in named]
         self._output_ndims = [t.dim() for _, t in named]
-        self.output_names_meaningful = settings.output_names is not None or not all(
-            re.fullmatch(r"output(_\d+)*", n) for n in derived_outputs
-        )
-        if settings.output_names is not None and len(settings.output_names) != len(derived_outputs):
-            raise OnnxParityUsageError(
-                f"output_names has {len(settings.output_names)} name(s) {list(settings.output_names)} but the model "
-                f"returns {len(derived_outputs)} tensor(s) {derived_outputs}; give one name per output tensor."
-            )
-        self.output_names = tuple(settings.output_names or derived_outputs)
+        self.output_names_meaningful = settings.output_names is not None or not positional_names(derived_outputs)
+        self.output_names = output_names(settings.output_names, derived_outputs)
 
     def _positional_names(self, count: int) -> list[str]:
         try:
@@ -182,19 +163,22 @@ class PreparedTorchModel:
         reasons: list[str] = []
         for exporter in order:
             try:
-                with _quiet():
+                with quiet("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.__trace", "onnxscript"):
                     if exporter == "dynamo":
                         self._export_dynamo(path, dynamic_axes, settings)
                     else:
                         self._export_torchscript(path, dynamic_axes, settings)
             except Exception as exc:  # the exporters raise many types; all mean "this exporter failed"
-                reasons.append(f"{exporter} exporter failed: {_short(exc)}")
+                reasons.append(f"{exporter} exporter failed: {short_error(exc)}")
                 continue
             notes = []
             if reasons:
-                notes = reasons + [
-                    "fell back to the TorchScript exporter, which traces one input: shapes and Python branches "
-                    "may be frozen into the graph"
+                notes = [
+                    *reasons,
+                    (
+                        "fell back to the TorchScript exporter, which traces one input: shapes and Python branches "
+                        "may be frozen into the graph"
+                    ),
                 ]
             return ExportResult(exporter, notes)
         raise OnnxParityError(
@@ -266,25 +250,6 @@ class PreparedTorchModel:
     def close(self) -> None:
         if self._was_training:
             self.model.train()
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """The exporters print progress to stdout and log/warn a lot; keep it out of the user's test output."""
-    names = ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.__trace", "onnxscript")
-    loggers = [logging.getLogger(n) for n in names]
-    saved = [(lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-        lg.propagate = False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, (level, propagate) in zip(loggers, saved):
-            lg.setLevel(level)
-            lg.propagate = propagate
 
 
 def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedTorchModel:
