@@ -232,15 +232,12 @@ def plot(measurements: list[Measurement], path: Path) -> None:
     models = sorted({m.model for m in measurements})
     fig, axes = plt.subplots(len(models), 1, figsize=(8, 3.2 * max(1, len(models))), squeeze=False)
     for ax, model in zip(axes[:, 0], models):
-        rows = [m for m in measurements if m.model == model and m.median_s is not None]
-        batches = sorted({m.batch_size for m in rows})
-        runtimes = list(dict.fromkeys(m.runtime for m in rows))
+        medians = {(m.runtime, m.batch_size): m.median_s for m in measurements if m.model == model and m.median_s}
+        batches = sorted({b for _, b in medians})
+        runtimes = list(dict.fromkeys(r for r, _ in medians))
         width = 0.8 / max(1, len(runtimes))
         for i, runtime in enumerate(runtimes):
-            values = [
-                next((m.median_s * 1e3 for m in rows if m.runtime == runtime and m.batch_size == b), 0.0)
-                for b in batches
-            ]
+            values = [(medians.get((runtime, b)) or 0.0) * 1e3 for b in batches]
             ax.bar([x + i * width for x in range(len(batches))], values, width, label=runtime)
         ax.set_xticks([x + width * (len(runtimes) - 1) / 2 for x in range(len(batches))])
         ax.set_xticklabels([f"batch {b}" for b in batches])

@@ -126,7 +126,7 @@ def compare(
             "or position; pass output_names=... if the names differ on purpose)",
             "names",
         )
-    results = []
+    results: list[OutputComparison] = []
     for name, ref, got in zip(names, reference, onnx):
         ref, got = np.asarray(ref), np.asarray(got)
         if ref.dtype != got.dtype:

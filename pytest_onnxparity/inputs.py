@@ -73,6 +73,8 @@ def build_specs(
                     "give the example inputs equal sizes there, or name the axes differently in dynamic_axes."
                 )
         rng = settings.input_ranges.get(name)
+        low: float | None
+        high: float | None
         if arr.dtype == np.bool_:
             kind, low, high = "bool", None, None
         elif np.issubdtype(arr.dtype, np.integer):

@@ -11,7 +11,7 @@ import math
 import re
 import shutil
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from .errors import OnnxParityError, OnnxParityWarning, ParityMismatch
 from .report import ParityReport
 from .settings import resolve
 
-SESSION_OPTIONS = pytest.StashKey[dict[str, Any]]()
+SESSION_OPTIONS = pytest.StashKey[Mapping[str, Any]]()
 BENCHMARK_STATE = pytest.StashKey[Any]()
 PLUGIN_CONFIG = pytest.StashKey[dict[str, Any]]()
 ITEM_RESULTS = pytest.StashKey[list[dict[str, Any]]]()
@@ -90,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = _value(config, ini)
         if raw is None:
             continue
+        value: Any
         try:
             value = kind(raw)
         except ValueError:

@@ -38,7 +38,7 @@ class Settings:
     seed: int = DEFAULT_SEED
     onnx_model: str | None = None
     signature: str = "serving_default"
-    provider_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    provider_options: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     provider_tolerances: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     strict: bool = False
     benchmark: bool = False

@@ -128,14 +128,14 @@ class PreparedTensorFlowModel:
                 )
             fn = signatures[settings.signature]
             _, kwargs = fn.structured_input_signature
-            names = list(kwargs)
+            signature_names = list(kwargs)
             self._keep_alive = loaded
 
             def call_signature(xs: list[Any]) -> Any:
-                out = fn(**dict(zip(names, xs)))
+                out = fn(**dict(zip(signature_names, xs)))
                 return {k: out[k] for k in sorted(out)}
 
-            return call_signature, names, [kwargs[n] for n in names]
+            return call_signature, signature_names, [kwargs[n] for n in signature_names]
         if _is_keras(model):
             declared = None
             names: list[str] = []
