@@ -204,8 +204,18 @@ def run_parity(
 
 def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, workdir: Path, nodeid: str) -> Outcome:
     dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
-    if settings.onnx_model is not None:
-        path, exporter, notes = settings.onnx_model, "user file (onnx_model=)", []
+    warnings: list[str] = []
+    notes: list[str] = []
+    if prepared.source_onnx is not None:
+        path, exporter = prepared.source_onnx, "none (the model is an ONNX file)"
+        info = onnx_file.inspect(path, user_file=True)
+        if provider == "cpu":
+            warnings.append(
+                "an ONNX file on the CPU provider is compared with itself on the CPU provider: this shows the graph "
+                "runs across the inputs, not that its numerics are right (use --onnx-providers=cuda, openvino ...)"
+            )
+    elif settings.onnx_model is not None:
+        path, exporter = settings.onnx_model, "user file (onnx_model=)"
         info = onnx_file.inspect(path, user_file=True)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +223,6 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
         exported = prepared.export(Path(path), dynamic_axes, settings)
         exporter, notes = exported.exporter, exported.notes
         info = onnx_file.inspect(path, user_file=False)
-    warnings: list[str] = []
     if notes:
         warnings.append(
             f"exported with the {exporter} fallback because the preferred exporter failed (see the export notes); "
@@ -236,7 +245,7 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
     )
     specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
     atol, rtol = _tolerances(settings, provider)
-    check_names = prepared.output_names_meaningful or settings.onnx_model is None
+    check_names = prepared.output_names_meaningful or (settings.onnx_model is None and prepared.source_onnx is None)
     runner = _Runner(prepared, session, info, specs, dynamic_axes, atol, rtol, check_names)
     reference_device = prepared.place(provider)
     if provider != "cpu":

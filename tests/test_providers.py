@@ -131,3 +131,31 @@ def test_reduced_precision_providers_default_to_looser_tolerances() -> None:
     assert _tolerances(Settings(), "tensorrt") == (1e-3, 1e-2)
     assert _tolerances(Settings(), "cpu") == (None, None)  # dtype defaults apply
     assert _tolerances(Settings(atol=1e-4), "tensorrt") == (1e-4, 1e-2)
+
+
+def test_an_onnx_file_alone_is_checked_against_the_cpu_provider(pytester: pytest.Pytester, exported) -> None:
+    path = exported("cnn")
+    pytester.makepyfile(
+        f"""
+        import numpy as np
+
+        def test_artifact(onnx_parity, onnx_parity_provider):
+            report = onnx_parity(r"{path}", np.random.default_rng(0).standard_normal((2, 3, 32, 32), np.float32))
+            assert report.passed and report.framework == "onnxruntime-cpu" and report.examples > 20
+            if onnx_parity_provider == "openvino":
+                assert report.executed_providers[0] == "OpenVINOExecutionProvider" and not report.warnings
+
+        def test_wrong_arity(onnx_parity):
+            onnx_parity(r"{path}", (np.zeros((2, 3, 32, 32), np.float32), np.zeros(2, np.float32)))
+        """
+    )
+    reprec = pytester.inline_run("--onnx-providers=cpu,openvino", "-p", "no:cacheprovider", "-W", "ignore")
+    reprec.assertoutcome(passed=2, failed=2)
+    texts = failure_text(reprec)
+    assert all(
+        "the ONNX graph takes 1 input(s) ['image'] but 2 example input(s) were given" in t for t in texts.values()
+    )
+    cpu_report = [
+        r for r in reprec.getreports("pytest_runtest_logreport") if r.when == "call" and "artifact[cpu]" in r.nodeid
+    ]
+    assert "compared with itself on the CPU provider" in str(cpu_report[0].onnx_parity[0]["warnings"])

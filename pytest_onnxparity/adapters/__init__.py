@@ -49,6 +49,8 @@ class PreparedModel(Protocol):
     int_high_hints: tuple[int, ...]
     #: Axes the model itself declares dynamic (Keras ``None`` dims), beyond the default batch axis.
     model_dynamic_axes: dict[str, dict[int, str]]
+    #: The ONNX file the model already is (the ONNX-file adapter); None when it must be exported.
+    source_onnx: str | None
 
     def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run the framework model on numpy inputs and return its flattened outputs as numpy."""
@@ -88,10 +90,15 @@ def _is_tensorflow_model(model: Any) -> bool:
     return bool(bases) and isinstance(model, tuple(bases))
 
 
-#: (framework, detector, module): extended by ``pytest_onnxparity_adapters`` hooks from a conftest.
+def _is_onnx_file(model: Any) -> bool:
+    return isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".onnx")
+
+
+#: (framework, detector, module), tried in order; a detector never imports its framework.
 ADAPTERS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("torch", _is_torch_model, "pytest_onnxparity.adapters.torch"),
     ("tensorflow", _is_tensorflow_model, "pytest_onnxparity.adapters.tensorflow"),
+    ("onnx", _is_onnx_file, "pytest_onnxparity.adapters.onnx_file"),
 ]
 
 
@@ -104,12 +111,14 @@ def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedMode
     hint = ""
     if isinstance(model, (str, os.PathLike)):
         hint = (
-            f" {os.fspath(model)!r} is a path but not a SavedModel directory (no saved_model.pb); "
-            "to check an exported .onnx file, pass the model as the first argument and the file as onnx_model=..."
+            f" {os.fspath(model)!r} is a path but neither a SavedModel directory (no saved_model.pb) nor an .onnx "
+            "file; to check an exported .onnx against its framework model, pass the model first and the file as "
+            "onnx_model=..."
         )
     raise OnnxParityUsageError(
         f"onnx_parity() cannot check an object of type {type(model).__module__}.{type(model).__qualname__}: "
-        "pass a torch.nn.Module, a Keras model, a tf.function / tf.Module, or a SavedModel directory." + hint
+        "pass a torch.nn.Module, a Keras model, a tf.function / tf.Module, a SavedModel directory, or an .onnx "
+        "file (checked against ONNX Runtime's CPU provider)." + hint
     )
 
 

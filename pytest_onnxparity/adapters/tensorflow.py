@@ -54,6 +54,7 @@ class PreparedTensorFlowModel:
         tf = _tf()
         self.int_high_hints: tuple[int, ...] = ()
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
+        self.source_onnx: str | None = None
         self._call, derived, declared = self._callable(model, settings)
         if example_inputs is None:
             if declared is None:

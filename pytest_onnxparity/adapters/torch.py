@@ -104,6 +104,7 @@ class PreparedTorchModel:
             )
         )
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
+        self.source_onnx: str | None = None
         named = outputs_on_example(lambda: flatten_outputs(self._call(self.example)))
         derived_outputs = [n for n, _ in named]
         self._output_ndims = [t.dim() for _, t in named]
