@@ -121,3 +121,22 @@ def test_savedmodel_directory_and_tf_module(pytester: pytest.Pytester) -> None:
     reprec.assertoutcome(passed=2, failed=1)
     (text,) = failure_text(reprec).values()
     assert "has no signature 'predict'; it has ['serve', 'serving_default']" in text, text
+
+
+def test_legacy_tf_keras_model(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("tf_keras")
+    pytester.makepyfile(
+        """
+        import numpy as np, tf_keras
+
+        def test_legacy(onnx_parity):
+            tf_keras.utils.set_random_seed(0)
+            inputs = tf_keras.Input((5,), name="features")
+            hidden = tf_keras.layers.Dense(8, activation="relu")(inputs)
+            model = tf_keras.Model(inputs, {"logits": tf_keras.layers.Dense(2)(hidden)})
+            report = onnx_parity(model, np.random.default_rng(0).standard_normal((2, 5)).astype("float32"))
+            assert report.passed and "tf_keras" in report.versions
+            assert [o.name for o in report.outputs] == ["logits"]
+        """
+    )
+    pytester.inline_run("-p", "no:cacheprovider").assertoutcome(passed=1)
