@@ -234,6 +234,12 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
             f"the ONNX graph takes input(s) {missing} that the example inputs do not provide (they provide "
             f"{list(prepared.example)}); pass input_names=... matching the ONNX graph's inputs {info.inputs}."
         )
+    model_order = [name for name in prepared.example if name in info.inputs]
+    if model_order != [name for name in info.inputs if name in prepared.example]:
+        warnings.append(
+            f"the ONNX graph lists its inputs as {info.inputs} but the model takes them as {list(prepared.example)}: "
+            "runtimes that feed inputs by position get them swapped (inputs were matched by name here)"
+        )
     dropped = [name for name in prepared.example if name not in info.inputs]
     if dropped:
         warnings.append(

@@ -180,3 +180,13 @@ KERAS_DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto]
     # The example's largest id is below 48 of a 50-token vocabulary: only ids 49 are clamped.
     "token_ids_clamped": ("lstm", lambda m: token_ids_clamped(m, "tokens", 48), "values", True),
 }
+
+
+def inputs_reordered(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The first two graph inputs listed in the wrong order (positional feeding swaps them)."""
+    model = copy.deepcopy(model)
+    inputs = model.graph.input
+    first, second = copy.deepcopy(inputs[0]), copy.deepcopy(inputs[1])
+    inputs[0].CopyFrom(second)
+    inputs[1].CopyFrom(first)
+    return model

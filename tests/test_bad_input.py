@@ -154,3 +154,21 @@ def test_training_mode_model_is_checked_in_eval_mode_with_a_warning(pytester: py
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*OnnxParityWarning*was in training mode*eval mode*"])
+
+
+def test_inputs_listed_in_another_order_warn_and_fail_under_strict(pytester: pytest.Pytester, plant) -> None:
+    from tests.defects import inputs_reordered
+
+    path = plant("two_in_two_out", inputs_reordered)
+    pytester.makepyfile(
+        f"""
+        from sample_models.torch_models import build
+
+        def test_file(onnx_parity):
+            model, example, _ = build("two_in_two_out")
+            report = onnx_parity(model, example, onnx_model=r"{path}")
+            assert any("lists its inputs as ['context', 'features']" in w for w in report.warnings)
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1, warnings=1)
+    pytester.runpytest("--onnx-strict", "-p", "no:cacheprovider").assert_outcomes(failed=1)
