@@ -12,7 +12,7 @@ from .spec import OutputResult
 class ExampleFailure:
     """What went wrong on the input set that exposed a difference."""
 
-    kind: str  # count | names | dtype | shape | nonfinite | values | onnxruntime-error | reference-error
+    kind: str  # count | names | dtype | shape | nonfinite | values | onnxruntime-error | provider-vs-cpu
     message: str
     recipe: dict[str, Any]
     recipe_text: str

@@ -172,3 +172,24 @@ def test_inputs_listed_in_another_order_warn_and_fail_under_strict(pytester: pyt
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1, warnings=1)
     pytester.runpytest("--onnx-strict", "-p", "no:cacheprovider").assert_outcomes(failed=1)
+
+
+def test_inputs_the_model_itself_rejects_are_skipped_with_a_warning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+        class PositiveOnly(torch.nn.Module):
+            def forward(self, x):
+                torch._assert((x >= 0).all(), "inputs must be non-negative")
+                return torch.sqrt(x) * 2
+
+        def test_validating_model(onnx_parity):
+            report = onnx_parity(PositiveOnly().eval(), torch.rand(2, 3), exporter="torchscript")
+            assert report.passed and 5 < report.examples < 31
+            assert any("raised on" in w and "were skipped" in w for w in report.warnings)
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning").assert_outcomes(
+        passed=1, warnings=2
+    )
