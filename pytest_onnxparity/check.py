@@ -272,9 +272,13 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
         failure = _explore(runner, specs, settings)
         generated = len(runner.checked) - generated_before
         if failure is None and generated < settings.examples:
+            why = (
+                f"{len(runner.rejected)} were rejected by the model"
+                if runner.rejected
+                else "the space of shapes and patterns is small"
+            )
             warnings.append(
-                f"hypothesis produced {generated} distinct generated input set(s) of the {settings.examples} asked "
-                "(the space of shapes and patterns is small)"
+                f"{generated} generated input set(s) were compared of the {settings.examples} asked ({why})"
             )
     if runner.rejected:
         warnings.append(

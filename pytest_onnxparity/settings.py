@@ -234,6 +234,12 @@ def resolve(call: Mapping[str, Any], marker: Mapping[str, Any], session: Mapping
     """Merge the layers, highest first: call kwargs, marker kwargs, then session (CLI > ini, merged by the plugin)."""
     check_known(call, "onnx_parity(...)")
     check_known(marker, "@pytest.mark.onnx_parity(...)")
+    collection_time = sorted({"benchmark", "benchmark_batch_sizes"} & set(call))
+    if collection_time:
+        raise OnnxParityUsageError(
+            f"onnx_parity(...): {', '.join(map(repr, collection_time))} decide which benchmark items pytest "
+            "collects, before the test runs; set them on @pytest.mark.onnx_parity(...) or use --onnx-benchmark."
+        )
     merged: dict[str, Any] = {}
     for layer in (session, marker, call):
         merged.update(_validate(layer))

@@ -148,3 +148,9 @@ class TestSettings:
         with pytest.raises(OnnxParityUsageError, match=None) as info:
             resolve(options, {}, {})
         assert message in str(info.value)
+
+
+def test_benchmark_options_belong_on_the_marker() -> None:
+    with pytest.raises(OnnxParityUsageError, match="set them on @pytest.mark.onnx_parity"):
+        resolve({"benchmark_batch_sizes": (1, 2)}, {}, {})
+    assert resolve({}, {"benchmark": True, "benchmark_batch_sizes": (2,)}, {}).benchmark_batch_sizes == (2,)
