@@ -151,6 +151,6 @@ class TestSettings:
 
 
 def test_benchmark_options_belong_on_the_marker() -> None:
-    with pytest.raises(OnnxParityUsageError, match="set them on @pytest.mark.onnx_parity"):
+    with pytest.raises(OnnxParityUsageError, match=r"set them on @pytest\.mark\.onnx_parity"):
         resolve({"benchmark_batch_sizes": (1, 2)}, {}, {})
     assert resolve({}, {"benchmark": True, "benchmark_batch_sizes": (2,)}, {}).benchmark_batch_sizes == (2,)
