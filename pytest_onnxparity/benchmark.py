@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,7 @@ def run(
     provider: str,
     case: BenchmarkCase,
     workdir: Path,
+    extra_adapters: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
 ) -> ParityReport:
     """Time one runtime at one batch size; returns the parity report of the same model and provider."""
     from . import adapters, inputs, providers
@@ -100,7 +102,7 @@ def run(
     key = model_key(request)
     cached = state.parity.get((key, provider))
     if cached is None:  # the parity item did not run first (deselected, or run alone): check parity here
-        outcome = run_parity(model, example_inputs, settings, provider, workdir, request.node.nodeid)
+        outcome = run_parity(model, example_inputs, settings, provider, workdir, request.node.nodeid, extra_adapters)
         if not outcome.report.passed:
             from .errors import ParityMismatch
 
@@ -108,7 +110,7 @@ def run(
         cached = (outcome.onnx_path or "", outcome.report)
         state.parity[(key, provider)] = cached
     onnx_path, report = cached
-    prepared = adapters.prepare(model, example_inputs, settings)
+    prepared = adapters.prepare(model, example_inputs, settings, extra_adapters)
     try:
         dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
         specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)

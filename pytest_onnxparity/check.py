@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,10 +193,16 @@ def _tolerances(settings: Settings, provider: str) -> tuple[Any, Any]:
 
 
 def run_parity(
-    model: Any, example_inputs: Any, settings: Settings, provider: str, workdir: Path, nodeid: str = ""
+    model: Any,
+    example_inputs: Any,
+    settings: Settings,
+    provider: str,
+    workdir: Path,
+    nodeid: str = "",
+    extra_adapters: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
 ) -> Outcome:
     """Check ``model`` against its ONNX conversion on ``provider``. Raises OnnxParityError on bad input."""
-    prepared = adapters.prepare(model, example_inputs, settings)
+    prepared = adapters.prepare(model, example_inputs, settings, extra_adapters)
     try:
         return _run(prepared, settings, provider, workdir, nodeid)
     finally:

@@ -50,6 +50,12 @@ _FLAGS = (
 )
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("onnxparity", "ONNX parity (pytest-onnxparity)")
     for option, ini, _, help_text in _VALUED_OPTIONS:
@@ -216,6 +222,7 @@ def onnx_parity(
         try:
             settings = resolve(options, dict(marker.kwargs) if marker else {}, config.stash[SESSION_OPTIONS])
             workdir = tmp_path_factory.mktemp(f"onnx_parity_{_slug(request.node.name)}_{index}", numbered=True)
+            extra = [adapter for added in config.hook.pytest_onnxparity_adapters() for adapter in added]
             if _onnx_parity_benchmark is not None and index == 0:
                 from . import benchmark
 
@@ -228,9 +235,12 @@ def onnx_parity(
                     onnx_parity_provider,
                     _onnx_parity_benchmark,
                     workdir,
+                    extra,
                 )
                 return report
-            outcome = run_parity(model, example_inputs, settings, onnx_parity_provider, workdir, request.node.nodeid)
+            outcome = run_parity(
+                model, example_inputs, settings, onnx_parity_provider, workdir, request.node.nodeid, extra
+            )
         except ProviderUnavailable as exc:
             if plugin["require_providers"]:
                 results.append(_error_entry(request, onnx_parity_provider, str(exc)))

@@ -183,3 +183,93 @@ def test_strict_fails_a_check_that_passes_with_warnings(pytester: pytest.Pyteste
     strict = pytester.runpytest("--onnx-strict", "-p", "no:cacheprovider")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["*--onnx-strict*passed with warnings*", "*exported with the torchscript fallback*"])
+
+
+AFFINE_ADAPTER = '''
+import numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+from pytest_onnxparity.adapters import ExportResult
+
+
+class Affine:
+    """A numpy model: tanh(x @ w + b)."""
+    def __init__(self, w, b, exported_bias=None):
+        self.w, self.b = w, b
+        self.exported_bias = b if exported_bias is None else exported_bias
+
+    def __call__(self, x):
+        return np.tanh(x @ self.w + self.b)
+
+
+class PreparedAffine:
+    framework = "numpy"
+
+    def __init__(self, model, example_inputs, settings):
+        self.model = model
+        self.example = {"x": np.asarray(example_inputs, np.float32)}
+        self.output_names, self.output_names_meaningful = ("y",), True
+        self.int_high_hints, self.model_dynamic_axes, self.source_onnx = (), {}, None
+
+    def run(self, feed):
+        return self.runner(feed)()
+
+    def runner(self, feed):
+        return lambda: [self.model(feed["x"]).astype(np.float32)]
+
+    def export(self, path, dynamic_axes, settings):
+        w, b = self.model.w.astype(np.float32), self.model.exported_bias.astype(np.float32)
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
+             helper.make_node("Tanh", ["z"], ["y"])],
+            "affine",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", w.shape[0]])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", w.shape[1]])],
+            [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+        )
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+        return ExportResult("hand-built")
+
+    def place(self, provider):
+        return "cpu"
+
+    def versions(self):
+        return {"numpy": np.__version__}
+
+    def close(self):
+        pass
+
+
+def prepare(model, example_inputs, settings):
+    return PreparedAffine(model, example_inputs, settings)
+'''
+
+
+def test_a_conftest_adds_an_adapter_through_the_hook(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(affine_adapter=AFFINE_ADAPTER)
+    pytester.makeconftest(
+        """
+        def pytest_onnxparity_adapters():
+            return [("numpy", lambda model: type(model).__name__ == "Affine", "affine_adapter")]
+        """
+    )
+    pytester.makepyfile(
+        """
+        import numpy as np
+        from affine_adapter import Affine
+
+        rng = np.random.default_rng(0)
+        w, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+
+        def test_faithful(onnx_parity):
+            report = onnx_parity(Affine(w, b), rng.standard_normal((2, 4)))
+            assert report.passed and report.framework == "numpy" and report.exporter == "hand-built"
+
+        def test_bias_off(onnx_parity):
+            onnx_parity(Affine(w, b, exported_bias=b + 1e-3), rng.standard_normal((2, 4)))
+        """
+    )
+    pytester.syspathinsert()
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=1, failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "values: output 'y'" in text

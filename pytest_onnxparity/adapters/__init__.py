@@ -102,9 +102,14 @@ ADAPTERS: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
-def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedModel:
-    """Pick the adapter for ``model`` from its type and bind it to ``example_inputs``."""
-    for _, detect, module in ADAPTERS:
+def prepare(
+    model: Any,
+    example_inputs: Any,
+    settings: Settings,
+    extra: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
+) -> PreparedModel:
+    """Pick the adapter for ``model`` from its type (``extra`` ones first) and bind it to ``example_inputs``."""
+    for _, detect, module in [*extra, *ADAPTERS]:
         if detect(model):
             prepared: PreparedModel = importlib.import_module(module).prepare(model, example_inputs, settings)
             return prepared

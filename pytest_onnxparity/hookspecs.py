@@ -1,0 +1,18 @@
+"""Hooks of pytest-onnxparity, for conftest files and plugins. Standard library and pytest only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+@pytest.hookspec
+def pytest_onnxparity_adapters() -> list[tuple[str, Callable[[Any], bool], str]]:  # type: ignore[empty-body]
+    """Add framework adapters: return ``[(framework, detector, module), ...]``.
+
+    ``detector(model) -> bool`` must not import its framework (look at ``sys.modules``); ``module`` names an
+    importable module with ``prepare(model, example_inputs, settings)`` returning an object that follows
+    :class:`pytest_onnxparity.adapters.PreparedModel`. Added adapters are tried before the built-in ones.
+    """
