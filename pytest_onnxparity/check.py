@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import adapters, inputs, onnx_file, providers
 from .compare import Comparison, compare
-from .errors import OnnxParityUsageError
+from .errors import OnnxParityError, OnnxParityUsageError
 from .report import ExampleFailure, ParityReport
 from .spec import OutputResult, Recipe, TensorSpec
 
@@ -256,6 +256,7 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
     session, placement = providers.open_session(
         path, provider, settings.provider_options.get(provider), profile_dir=None if provider == "cpu" else workdir
     )
+    _check_input_types(session, prepared)
     specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
     atol, rtol = _tolerances(settings, provider)
     check_names = prepared.output_names_meaningful or (settings.onnx_model is None and prepared.source_onnx is None)
@@ -326,6 +327,22 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
             "of the seed; --onnx-artifacts=DIR saves them as ONNX test data)"
         )
     return Outcome(report, runner.cases.get(id(failure)) if failure else None, path)
+
+
+def _check_input_types(session: Any, prepared: adapters.PreparedModel) -> None:
+    """The graph must take each input in the model's dtype (a float16 graph fed float32 is an interface change)."""
+    import numpy as np
+
+    for graph_input in session.get_inputs():
+        example = prepared.example.get(graph_input.name)
+        onnx_type = graph_input.type.removeprefix("tensor(").removesuffix(")")
+        expected = {"float": "float32", "double": "float64", "bool": "bool"}.get(onnx_type, onnx_type)
+        if example is not None and np.dtype(example.dtype).name != expected:
+            raise OnnxParityError(
+                f"the ONNX graph takes input {graph_input.name!r} as {expected} but the model takes "
+                f"{example.dtype}: the conversion changed the model's interface (a float16 conversion without "
+                "keep_io_types=True, or an int32/int64 cast?). Convert keeping the model's input types."
+            )
 
 
 def _runtime_versions() -> dict[str, str]:

@@ -190,3 +190,15 @@ def inputs_reordered(model: onnx.ModelProto) -> onnx.ModelProto:
     inputs[0].CopyFrom(second)
     inputs[1].CopyFrom(first)
     return model
+
+
+def float16_interface(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The first input declared float16 (a half-precision conversion without keep_io_types), cast back inside."""
+    model = copy.deepcopy(model)
+    graph = model.graph
+    name = graph.input[0].name
+    graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    _insert_after_input(
+        model, name, [helper.make_node("Cast", [name], ["planted_as_float"], to=TensorProto.FLOAT)], "planted_as_float"
+    )
+    return model

@@ -193,3 +193,22 @@ def test_inputs_the_model_itself_rejects_are_skipped_with_a_warning(pytester: py
     pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning").assert_outcomes(
         passed=1, warnings=2
     )
+
+
+def test_a_graph_that_changed_an_input_dtype_fails_with_the_reason(pytester: pytest.Pytester, plant) -> None:
+    from tests.defects import float16_interface
+
+    path = plant("mlp", float16_interface)
+    pytester.makepyfile(
+        f"""
+        from sample_models.torch_models import build
+
+        def test_file(onnx_parity):
+            model, example, _ = build("mlp")
+            onnx_parity(model, example, onnx_model=r"{path}")
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "the ONNX graph takes input 'x' as float16 but the model takes float32" in text, text
