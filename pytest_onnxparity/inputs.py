@@ -135,8 +135,11 @@ def edge_recipes(specs: list[TensorSpec], settings: Settings) -> list[Recipe]:
         return tuple(out)
 
     recipes = [Recipe("example", dims(), "example", 1.0, 0)]
-    for b in settings.batch_sizes:
-        recipes.append(Recipe(f"edge: batch {b}, distinct rows", dims(b), "normal", 1.0, 1000 + b))
+    if batch:
+        for b in settings.batch_sizes:
+            recipes.append(Recipe(f"edge: batch {b}, distinct rows", dims(b), "normal", 1.0, 1000 + b))
+    else:  # nothing batch-dynamic (dynamic_axes={}): the example's shapes only
+        recipes.append(Recipe("edge: random normal", dims(), "normal", 1.0, 1000))
     recipes += [
         Recipe("edge: exact zeros", dims(largest), "zeros", 1.0, 1),
         Recipe("edge: ones", dims(largest), "ones", 1.0, 2),

@@ -154,3 +154,12 @@ def test_benchmark_options_belong_on_the_marker() -> None:
     with pytest.raises(OnnxParityUsageError, match=r"set them on @pytest\.mark\.onnx_parity"):
         resolve({"benchmark_batch_sizes": (1, 2)}, {}, {})
     assert resolve({}, {"benchmark": True, "benchmark_batch_sizes": (2,)}, {}).benchmark_batch_sizes == (2,)
+
+
+def test_without_dynamic_axes_every_input_keeps_the_example_shape() -> None:
+    settings = Settings(dynamic_axes={})
+    example = {"x": np.zeros((2, 5), np.float32)}
+    specs = build_specs(example, resolve_dynamic_axes(example, settings, {}), settings)
+    recipes = edge_recipes(specs, settings)
+    assert all(materialize(r, specs, example)["x"].shape == (2, 5) for r in recipes)
+    assert not any("batch" in r.label for r in recipes)
