@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import OnnxParityUsageError
+from .providers import parse_providers
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 DEFAULT_BATCH_SIZES = (1, 3, 8)
@@ -167,9 +168,13 @@ def _provider_tolerances(value: Any) -> Mapping[str, Mapping[str, float]]:
         raise _fail("provider_tolerances", f"got {value!r}", "Pass {'tensorrt': {'atol': 1e-3, 'rtol': 1e-2}}.")
     out = {}
     for provider, tols in value.items():
+        try:
+            (short,) = parse_providers(str(provider))
+        except ValueError as exc:
+            raise _fail("provider_tolerances", str(exc), "Key the dict by provider names such as 'tensorrt'.") from None
         if not isinstance(tols, Mapping) or not set(tols) <= {"atol", "rtol"}:
             raise _fail("provider_tolerances", f"entry {provider!r} is {tols!r}", "Use only the keys 'atol', 'rtol'.")
-        out[str(provider)] = {k: _non_negative_float(f"provider_tolerances[{provider!r}]", v) for k, v in tols.items()}
+        out[short] = {k: _non_negative_float(f"provider_tolerances[{provider!r}]", v) for k, v in tols.items()}
     return out
 
 

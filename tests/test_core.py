@@ -142,6 +142,7 @@ class TestSettings:
             ({"input_ranges": {"ids": (5, 1)}}, "low < high"),
             ({"dynamic_axes": {"x": {"0": "b"}}}, "axis '0' of 'x'"),
             ({"examples": -3}, "Pass 0 (fixed edge cases only) or a positive integer"),
+            ({"provider_tolerances": {"tensor_rt": {"atol": 1}}}, "unknown execution provider 'tensor_rt'"),
         ],
     )
     def test_invalid_values_name_the_option_and_the_fix(self, options, message) -> None:
