@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .check import Outcome
 
+#: Marks a directory this plugin wrote, so a later run may replace it (and nothing else).
+MARKER = ".onnx_parity_artifact"
+
 
 def save_failure(root: Path, nodeid: str, index: int, outcome: Outcome) -> Path:
     """Write the model and the failing inputs/outputs under ``root``; return the case directory."""
+    import onnx
     from onnx import numpy_helper
 
     from . import onnx_file
@@ -24,15 +28,19 @@ def save_failure(root: Path, nodeid: str, index: int, outcome: Outcome) -> Path:
     case = outcome.failing_case
     assert case is not None and outcome.onnx_path is not None
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
-    target = root / (f"{slug}_{index}" if index else slug)
-    if target.exists():
-        shutil.rmtree(target)
+    base = f"{slug}_{index}" if index else slug
+    target = root / base
+    if (target / MARKER).is_file():
+        shutil.rmtree(target)  # this plugin's own artifact of an earlier run
+    suffix = 1
+    while target.exists():  # something else lives there: never touch it
+        suffix += 1
+        target = root / f"{base}-{suffix}"
     data = target / "test_data_set_0"
     data.mkdir(parents=True)
-    source = Path(outcome.onnx_path)
-    shutil.copy2(source, target / "model.onnx")
-    for sibling in source.parent.glob(source.name + ".data"):  # external weights written beside the model
-        shutil.copy2(sibling, target / sibling.name)
+    (target / MARKER).write_text("written by pytest-onnxparity; safe to delete\n")
+    # One self-contained file (external weights pulled in), so the directory replays on its own.
+    onnx.save(onnx.load(outcome.onnx_path), str(target / "model.onnx"))
     info = onnx_file.inspect(target / "model.onnx", user_file=False)
     for k, name in enumerate(info.inputs):
         (data / f"input_{k}.pb").write_bytes(numpy_helper.from_array(case.feed[name], name).SerializeToString())

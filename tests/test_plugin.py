@@ -144,10 +144,15 @@ def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, pl
             onnx_parity(model, example, onnx_model=r"{path}")
         """
     )
+    # A directory of the user's where the artifact would go is left alone.
+    users = pytester.path / "artifacts" / "test_failing_check_writes_replayable_artifacts.py_test_file_cpu"
+    users.mkdir(parents=True)
+    (users / "notes.txt").write_text("mine")
     reprec = pytester.inline_run("--onnx-artifacts=artifacts", "-p", "no:cacheprovider")
     reprec.assertoutcome(failed=1)
     (text,) = failure_text(reprec).values()
-    (case,) = (pytester.path / "artifacts").iterdir()
+    assert [p.name for p in users.iterdir()] == ["notes.txt"]
+    case = users.with_name(users.name + "-2")
     assert f"artifacts: {case}" in text and f"python -m pytest_onnxparity.replay {case}" in text
     assert {p.name for p in (case / "test_data_set_0").iterdir()} == {"input_0.pb", "output_0.pb"}
     replay = [sys.executable, "-m", "pytest_onnxparity.replay", str(case)]
