@@ -77,8 +77,11 @@ def failure_text(reprec: pytest.HookRecorder) -> dict[str, str]:
     return {r.nodeid: r.longreprtext for r in reprec.getreports("pytest_runtest_logreport") if r.failed}
 
 
-def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name: str, path: Path) -> str:
-    """Run an inner test checking ``path`` against the sample model; it must fail: return the failure text."""
+def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name: str, path: Path, *args: str) -> str:
+    """Run an inner test checking ``path`` against the sample model (``args`` for pytest); it must fail.
+
+    Returns the failure text.
+    """
     pytester.makepyfile(
         f"""
         from sample_models.{models_module} import build
@@ -88,7 +91,7 @@ def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name
             onnx_parity(model, example, onnx_model=r"{path}", **options)
         """
     )
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec = pytester.inline_run("-p", "no:cacheprovider", *args)
     reprec.assertoutcome(failed=1)
     (text,) = failure_text(reprec).values()
     return text

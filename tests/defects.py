@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -83,13 +84,16 @@ def batch_fixed_at_1(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _swap_first_two(values: Any) -> None:
+    first, second = copy.deepcopy(values[0]), copy.deepcopy(values[1])
+    values[0].CopyFrom(second)
+    values[1].CopyFrom(first)
+
+
 def outputs_swapped(model: onnx.ModelProto) -> onnx.ModelProto:
     """The first two graph outputs in the wrong order (consumers that read outputs by position get the wrong one)."""
     model = copy.deepcopy(model)
-    outputs = model.graph.output
-    first, second = copy.deepcopy(outputs[0]), copy.deepcopy(outputs[1])
-    outputs[0].CopyFrom(second)
-    outputs[1].CopyFrom(first)
+    _swap_first_two(model.graph.output)
     return model
 
 
@@ -185,10 +189,7 @@ KERAS_DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto]
 def inputs_reordered(model: onnx.ModelProto) -> onnx.ModelProto:
     """The first two graph inputs listed in the wrong order (positional feeding swaps them)."""
     model = copy.deepcopy(model)
-    inputs = model.graph.input
-    first, second = copy.deepcopy(inputs[0]), copy.deepcopy(inputs[1])
-    inputs[0].CopyFrom(second)
-    inputs[1].CopyFrom(first)
+    _swap_first_two(model.graph.input)
     return model
 
 

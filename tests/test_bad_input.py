@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from tests.conftest import failure_text
+from tests.conftest import check_planted_file, failure_text
 
 BAD_INPUTS = """
 import pytest, torch
@@ -122,18 +122,7 @@ def _reshape_to_example_batch(model: onnx.ModelProto) -> onnx.ModelProto:
 def test_onnx_model_that_rejects_a_batch_it_declares_dynamic(pytester: pytest.Pytester, plant) -> None:
     path: Path = plant("mlp", _reshape_to_example_batch)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    pytester.makepyfile(
-        f"""
-        from sample_models.torch_models import build
-
-        def test_file(onnx_parity):
-            model, example, _ = build("mlp")
-            onnx_parity(model, example, onnx_model=r"{path}")
-        """
-    )
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
-    reprec.assertoutcome(failed=1)
-    (text,) = failure_text(reprec).values()
+    text = check_planted_file(pytester, "torch_models", "mlp", path)
     assert "onnxruntime-error: ONNX Runtime failed on an input the torch model accepts" in text
     assert "the ONNX graph declares input dims {'x': ['batch', 784]}" in text
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, "the user's file must not change"
@@ -198,17 +187,5 @@ def test_inputs_the_model_itself_rejects_are_skipped_with_a_warning(pytester: py
 def test_a_graph_that_changed_an_input_dtype_fails_with_the_reason(pytester: pytest.Pytester, plant) -> None:
     from tests.defects import float16_interface
 
-    path = plant("mlp", float16_interface)
-    pytester.makepyfile(
-        f"""
-        from sample_models.torch_models import build
-
-        def test_file(onnx_parity):
-            model, example, _ = build("mlp")
-            onnx_parity(model, example, onnx_model=r"{path}")
-        """
-    )
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
-    reprec.assertoutcome(failed=1)
-    (text,) = failure_text(reprec).values()
+    text = check_planted_file(pytester, "torch_models", "mlp", plant("mlp", float16_interface))
     assert "the ONNX graph takes input 'x' as float16 but the model takes float32" in text, text

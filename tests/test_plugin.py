@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import ROOT, failure_text
+from tests.conftest import ROOT, check_planted_file, failure_text
 from tests.defects import weight_off
 
 TINY = """
@@ -135,22 +135,11 @@ def test_summary_json_and_junit_reports(pytester: pytest.Pytester, xdist: list[s
 
 def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, plant, exported) -> None:
     path = plant("mlp", weight_off)
-    pytester.makepyfile(
-        f"""
-        from sample_models.torch_models import build
-
-        def test_file(onnx_parity):
-            model, example, _ = build("mlp")
-            onnx_parity(model, example, onnx_model=r"{path}")
-        """
-    )
     # A directory of the user's where the artifact would go is left alone.
-    users = pytester.path / "artifacts" / "test_failing_check_writes_replayable_artifacts.py_test_file_cpu"
+    users = pytester.path / "artifacts" / "test_failing_check_writes_replayable_artifacts.py_test_defect_cpu"
     users.mkdir(parents=True)
     (users / "notes.txt").write_text("mine")
-    reprec = pytester.inline_run("--onnx-artifacts=artifacts", "-p", "no:cacheprovider")
-    reprec.assertoutcome(failed=1)
-    (text,) = failure_text(reprec).values()
+    text = check_planted_file(pytester, "torch_models", "mlp", path, "--onnx-artifacts=artifacts")
     assert [p.name for p in users.iterdir()] == ["notes.txt"]
     case = users.with_name(users.name + "-2")
     assert f"artifacts: {case}" in text and f"python -m pytest_onnxparity.replay {case}" in text
