@@ -114,13 +114,13 @@ def run(
     try:
         dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
         specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
-        batch_dims = {d for s in specs for axis, d in s.dynamic.items() if axis == 0}
+        sizes, batch_dims = inputs.dim_sizes(specs)
         if case.batch_size != 1 and not batch_dims:
             raise OnnxParityUsageError(
                 f"benchmark batch size {case.batch_size} needs a dynamic batch axis; this check has none "
                 "(dynamic_axes). Set benchmark_batch_sizes=(1,) or declare the batch axis."
             )
-        dims = tuple((d, case.batch_size if d in batch_dims else n) for d, n in _example_dims(specs).items())
+        dims = tuple((d, case.batch_size if d in batch_dims else n) for d, n in sizes.items())
         feed = inputs.materialize(Recipe("benchmark", dims, "normal", 1.0, BENCHMARK_SEED), specs, prepared.example)
         threads = _threads(prepared.framework)
         info: dict[str, Any] = {
@@ -179,14 +179,6 @@ def run(
     finally:
         prepared.close()
     return report
-
-
-def _example_dims(specs: list[Any]) -> dict[str, int]:
-    dims: dict[str, int] = {}
-    for spec in specs:
-        for axis, dim in spec.dynamic.items():
-            dims[dim] = spec.shape[axis]
-    return dims
 
 
 def _threads(framework: str) -> int:

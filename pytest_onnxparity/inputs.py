@@ -100,7 +100,7 @@ def build_specs(
     return specs
 
 
-def _dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
+def dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
     """Example size of every dynamic dimension, and which of them are batch (axis 0) dimensions."""
     sizes: dict[str, int] = {}
     batch: set[str] = set()
@@ -118,7 +118,7 @@ def _other_range(example_size: int) -> tuple[int, int]:
 
 def edge_recipes(specs: list[TensorSpec], settings: Settings) -> list[Recipe]:
     """The fixed cases that always run, before anything generated."""
-    sizes, batch = _dim_sizes(specs)
+    sizes, batch = dim_sizes(specs)
     largest = max(settings.batch_sizes)
 
     def dims(batch_size: int | None = None, other: str = "example") -> tuple[tuple[str, int], ...]:
@@ -159,7 +159,7 @@ def recipe_strategy(specs: list[TensorSpec], settings: Settings) -> SearchStrate
     """A hypothesis strategy over recipes; everything shrinks towards small, plain inputs."""
     from hypothesis import strategies as st
 
-    sizes, batch = _dim_sizes(specs)
+    sizes, batch = dim_sizes(specs)
     dim_strategies = []
     for dim, n in sizes.items():
         values = st.sampled_from(settings.batch_sizes) if dim in batch else st.integers(*_other_range(n))
