@@ -187,9 +187,11 @@ def _threads(framework: str) -> int:
         import torch
 
         return int(torch.get_num_threads())
-    import tensorflow as tf
+    if framework == "tensorflow":
+        import tensorflow as tf
 
-    return int(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1)
+        return int(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1)
+    return os.cpu_count() or 1  # ONNX-file and hook-added adapters: no framework thread pool to match
 
 
 def summary_lines(measurements: list[Measurement]) -> list[str]:

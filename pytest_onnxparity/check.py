@@ -262,7 +262,8 @@ def _run(prepared: adapters.PreparedModel, settings: Settings, provider: str, wo
     check_names = prepared.output_names_meaningful or (settings.onnx_model is None and prepared.source_onnx is None)
     runner = _Runner(prepared, session, info, specs, dynamic_axes, atol, rtol, check_names)
     reference_device = prepared.place(provider)
-    if provider != "cpu":
+    if provider != "cpu" and prepared.source_onnx is None:
+        # (For a bare ONNX file the reference already is the CPU provider: no second comparison.)
         runner.cpu_session, _ = providers.open_session(path, "cpu")
     edges = inputs.edge_recipes(specs, settings)
     failure = None

@@ -72,3 +72,20 @@ def test_benchmark_is_skipped_under_xdist_with_one_warning(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess("--onnx-benchmark", "-n", "2", *FAST)
     result.assert_outcomes(passed=1, warnings=1)
     assert result.stdout.str().count("--onnx-benchmark is ignored under pytest-xdist") == 1
+
+
+def test_an_onnx_file_is_benchmarked_without_importing_a_framework(pytester: pytest.Pytester, exported) -> None:
+    pytester.makepyfile(
+        f"""
+        import sys
+        import numpy as np
+        import pytest
+
+        @pytest.mark.onnx_parity(benchmark=True, benchmark_batch_sizes=(1,))
+        def test_artifact(onnx_parity):
+            onnx_parity(r"{exported("cnn")}", np.zeros((2, 3, 32, 32), np.float32))
+            assert "tensorflow" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess(*FAST)
+    result.assert_outcomes(passed=3, warnings=1)  # the warning: an ONNX file on CPU is compared with itself
