@@ -158,9 +158,11 @@ def fp16_intermediate(model: onnx.ModelProto) -> onnx.ModelProto:
     raise ValueError("no Gemm/MatMul in the graph")
 
 
-#: name -> (sample model, planting function, the failure kind the report must name,
-#:          True where the user's own example input does not expose the defect)
-DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str, bool]] = {
+#: (sample model, planting function, the failure kind the report must name,
+#:  True where the user's own example input does not expose the defect)
+Defect = tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str, bool]
+
+DEFECTS: dict[str, Defect] = {
     "weight_off_1e-3": ("mlp", weight_off, "values", False),
     "relu_clipped_at_6": ("cnn", relu_clipped_at_6, "values", True),
     "nan_on_exact_zeros": ("mlp", nan_on_exact_zeros, "nonfinite", True),
@@ -175,7 +177,7 @@ DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str,
 }
 
 #: The same kinds of defect in graphs that tf2onnx converted from Keras models.
-KERAS_DEFECTS: dict[str, tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str, bool]] = {
+KERAS_DEFECTS: dict[str, Defect] = {
     "weight_off_1e-3": ("batchnorm_dropout", weight_off, "values", False),
     "relu_clipped_at_6": ("cnn", relu_clipped_at_6, "values", True),
     "nan_on_exact_zeros": ("tf_function", nan_on_exact_zeros, "nonfinite", True),
