@@ -1,54 +1,88 @@
 """Repro artifacts of a failing check in ONNX's test-data layout, replayable without the framework::
 
-DIR/<test>/model.onnx
-DIR/<test>/test_data_set_0/input_0.pb ... output_0.pb ...   (outputs are the framework's)
+    DIR/<test>-<hash>/model.onnx
+    DIR/<test>-<hash>/test_data_set_0/input_0.pb ... output_0.pb ...   (outputs are the reference's)
+    DIR/<test>-<hash>/parity.json                                      (tolerances, recipe, report)
+
+One directory per check, named by the test id and a hash of the full id (ids that clean to the same text
+never collide). The plugin deletes only files its own manifest lists: a user's file in there survives.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .check import Outcome
+    from .engine import CheckResult
 
-#: Marks a directory this plugin wrote, so a later run may replace it (and nothing else).
-MARKER = ".onnx_parity_artifact"
+#: Lists the files the plugin wrote into a directory, so a later run replaces those and nothing else.
+MANIFEST = ".onnx_parity_manifest.json"
 
 
-def save_failure(root: Path, nodeid: str, index: int, outcome: Outcome) -> Path:
+def slug(nodeid: str, limit: int = 80) -> str:
+    """A file-system-safe name for a test id: readable prefix + hash of the whole id (unique per id)."""
+    digest = hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', nodeid).strip('_.')[:limit]}-{digest}"
+
+
+def save_failure(root: Path, nodeid: str, index: int, result: CheckResult) -> Path:
     """Write the model and the failing inputs/outputs under ``root``; return the case directory."""
     import onnx
     from onnx import numpy_helper
 
-    from . import onnx_file
-
-    case = outcome.failing_case
-    assert case is not None and outcome.onnx_path is not None
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
-    base = f"{slug}_{index}" if index else slug
-    target = root / base
-    if (target / MARKER).is_file():
-        shutil.rmtree(target)  # this plugin's own artifact of an earlier run
-    suffix = 1
-    while target.exists():  # something else lives there: never touch it
-        suffix += 1
-        target = root / f"{base}-{suffix}"
+    case = result.case
+    assert case is not None
+    target = root / slug(f"{nodeid}#{index}" if index else nodeid)
     data = target / "test_data_set_0"
-    data.mkdir(parents=True)
-    (target / MARKER).write_text("written by pytest-onnxparity; safe to delete\n")
+    _clear_own_files(target)
+    data.mkdir(parents=True, exist_ok=True)
+    written = ["model.onnx", "README.txt", "parity.json"]
     # One self-contained file (external weights pulled in), so the directory replays on its own.
-    onnx.save(onnx.load(outcome.onnx_path), str(target / "model.onnx"))
-    info = onnx_file.inspect(target / "model.onnx", user_file=False)
+    onnx.save(onnx.load(result.exported.path), str(target / "model.onnx"))
+    info = result.exported.graph
+    feed_names = dict(zip(info.inputs, case.feed)) if set(info.inputs) != set(case.feed) else {}
     for k, name in enumerate(info.inputs):
-        (data / f"input_{k}.pb").write_bytes(numpy_helper.from_array(case.feed[name], name).SerializeToString())
-    for k, (name, array) in enumerate(zip(info.outputs, case.reference or [])):
+        array = case.feed[feed_names.get(name, name)]
+        (data / f"input_{k}.pb").write_bytes(numpy_helper.from_array(array, name).SerializeToString())
+        written.append(f"test_data_set_0/input_{k}.pb")
+    for k, (name, array) in enumerate(zip(info.outputs, (case.reference or {}).values())):
         (data / f"output_{k}.pb").write_bytes(numpy_helper.from_array(array, name).SerializeToString())
+        written.append(f"test_data_set_0/output_{k}.pb")
+    report = result.report
+    reference = case.reference or {}
+    record = {
+        "nodeid": nodeid,
+        "provider": report.provider,
+        "failure_kind": report.failure.kind if report.failure else None,
+        # Per output position: the model's name and the (atol, rtol) the check used, for replay's rule.
+        "outputs": [
+            {"name": name, "tolerance": result.policy.for_output(name, array.dtype.name)}
+            for name, array in reference.items()
+        ],
+    }
+    (target / "parity.json").write_text(json.dumps(record, indent=2))
     (target / "README.txt").write_text(
-        f"Failing parity check of {nodeid} ({outcome.report.provider}).\n"
-        f"{outcome.report.text()}\n\n"
+        f"Failing parity check of {nodeid} ({report.provider}).\n{report.text()}\n\n"
         f"Replay without the framework:\n  python -m pytest_onnxparity.replay {target}\n"
     )
+    (target / MANIFEST).write_text(json.dumps({"written_by": "pytest-onnxparity", "files": written}))
     return target
+
+
+def _clear_own_files(target: Path) -> None:
+    """Remove what an earlier run of the plugin wrote here (per its manifest); leave everything else."""
+    manifest = target / MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        listed = json.loads(manifest.read_text()).get("files", [])
+    except (ValueError, AttributeError):
+        return
+    for name in listed:
+        path = (target / str(name)).resolve()
+        if target.resolve() in path.parents and path.is_file():
+            path.unlink()

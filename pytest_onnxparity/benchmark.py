@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import OnnxParityUsageError
+from .errors import OnnxParityError, OnnxParityUsageError, ParityMismatch
 
 if TYPE_CHECKING:
+    from .adapters import PreparedModel
     from .report import ParityReport
-    from .settings import Settings
+    from .session import ParitySession
+    from .settings import CheckOptions
 
 WARMUP_RUNS = 5
 #: Seed of the benchmark input: far from the seeds the parity check draws from.
@@ -68,116 +69,103 @@ def cases(batch_sizes: tuple[int, ...], providers: list[str]) -> list[BenchmarkC
     return [BenchmarkCase(runtime, b) for b in batch_sizes for runtime in ["framework", *providers]]
 
 
-def benchmark_batch_sizes(settings: Settings) -> tuple[int, ...]:
-    """``benchmark_batch_sizes``, else 1 and the largest of ``batch_sizes``."""
-    return settings.benchmark_batch_sizes or tuple(sorted({1, max(settings.batch_sizes)}))
-
-
-def model_key(request: pytest.FixtureRequest) -> str:
-    """The test without the plugin's own parameters: the same key for its parity and benchmark items."""
-    node = request.node
-    params = getattr(getattr(node, "callspec", None), "params", {})
-    own = {"onnx_parity_provider", "_onnx_parity_benchmark"}
-    rest = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in own)
-    base = node.nodeid.split("[")[0]
-    return f"{base}[{rest}]" if rest else base
+def collection_batch_sizes(session: ParitySession, definition: Any) -> tuple[int, ...]:
+    """Batch sizes to benchmark this test at (marker > command line > ini), or () for none."""
+    if not session.policy.benchmark_allowed:
+        return ()
+    marker = definition.get_closest_marker("onnx_parity")
+    wanted = session.policy.benchmark or bool(marker is not None and marker.kwargs.get("benchmark"))
+    if not wanted:
+        return ()
+    try:
+        options = session.options(definition, {})
+    except OnnxParityError:
+        return ()  # the test itself fails with the message when it runs
+    if not session.policy.benchmark:
+        require_pytest_benchmark(session.config)
+    return options.benchmark_batch_sizes or tuple(sorted({1, max(options.batch_sizes)}))
 
 
 def run(
+    session: ParitySession,
     request: pytest.FixtureRequest,
-    state: BenchmarkState,
-    model: Any,
-    example_inputs: Any,
-    settings: Settings,
+    prepared: PreparedModel,
+    options: CheckOptions,
     provider: str,
     case: BenchmarkCase,
     workdir: Path,
-    extra_adapters: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
 ) -> ParityReport:
     """Time one runtime at one batch size; returns the parity report of the same model and provider."""
-    from . import adapters, inputs, providers
-    from .check import run_parity
-    from .spec import Recipe
+    from . import inputs, spec
+    from .runners.onnxruntime import OrtRunner
+    from .session import model_key
 
-    key = model_key(request)
-    cached = state.parity.get((key, provider))
+    key = model_key(request.node)
+    cached = session.benchmark.parity.get((key, provider))
     if cached is None:  # the parity item did not run first (deselected, or run alone): check parity here
-        outcome = run_parity(model, example_inputs, settings, provider, workdir, request.node.nodeid, extra_adapters)
-        if not outcome.report.passed:
-            from .errors import ParityMismatch
-
-            raise ParityMismatch(outcome.report)
-        cached = (outcome.onnx_path or "", outcome.report)
-        state.parity[(key, provider)] = cached
+        result = session.run(prepared, options, provider, workdir, request.node)
+        if not result.report.passed:
+            raise ParityMismatch(result.report)
+        cached = session.benchmark.parity[(key, provider)] = (result.exported.path, result.report)
     onnx_path, report = cached
-    prepared = adapters.prepare(model, example_inputs, settings, extra_adapters)
-    try:
-        dynamic_axes = inputs.resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
-        specs = inputs.build_specs(prepared.example, dynamic_axes, settings, prepared.int_high_hints)
-        sizes, batch_dims = inputs.dim_sizes(specs)
-        if case.batch_size != 1 and not batch_dims:
-            raise OnnxParityUsageError(
-                f"benchmark batch size {case.batch_size} needs a dynamic batch axis; this check has none "
-                "(dynamic_axes). Set benchmark_batch_sizes=(1,) or declare the batch axis."
-            )
-        dims = tuple((d, case.batch_size if d in batch_dims else n) for d, n in sizes.items())
-        feed = inputs.materialize(Recipe("benchmark", dims, "normal", 1.0, BENCHMARK_SEED), specs, prepared.example)
-        threads = _threads(prepared.framework)
-        info: dict[str, Any] = {
-            "model": key,
-            "runtime": prepared.framework if case.runtime == "framework" else case.runtime,
-            "batch_size": case.batch_size,
-            "opset": report.opset,
-            "threads": threads,
-            "warmup_runs": WARMUP_RUNS,
-            "versions": report.versions,
-        }
-        if case.runtime == "framework":
-            device = prepared.place(provider)
-            info["device"] = device
+    axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
+    specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
+    sizes, batch_dims = inputs.dim_sizes(specs)
+    if case.batch_size != 1 and not batch_dims:
+        raise OnnxParityUsageError(
+            f"benchmark batch size {case.batch_size} needs a dynamic batch axis; this check has none "
+            "(dynamic_axes). Set benchmark_batch_sizes=(1,) or declare the batch axis."
+        )
+    dims = tuple((d, case.batch_size if d in batch_dims else n) for d, n in sizes.items())
+    feed = inputs.materialize(spec.Recipe("benchmark", dims, "normal", 1.0, BENCHMARK_SEED), specs, prepared.example)
+    threads = _threads(prepared.name)
+    info: dict[str, Any] = {
+        "model": key,
+        "runtime": prepared.name if case.runtime == "framework" else case.runtime,
+        "batch_size": case.batch_size,
+        "opset": report.opset,
+        "threads": threads,
+        "warmup_runs": WARMUP_RUNS,
+        "versions": report.versions,
+    }
+    if case.runtime == "framework":
+        info["device"] = prepared.place(provider)
+        call, info["timed"] = prepared.timed_call(feed)
+    else:
+        runner = OrtRunner(onnx_path, case.runtime, options.provider_options.get(case.runtime), threads=threads)
+        info.update(
+            provider=runner.session.get_providers()[0],
+            session_options=runner.session_options(),
+            precision=runner.precision.name,
+            timed="InferenceSession.run, outputs to host numpy",
+        )
+        onnx_feed = {name: feed[key] for name, key in runner.feed_names.items()}
 
-            call = prepared.runner(feed)
-        else:
-            session, _ = providers.open_session(
-                onnx_path, case.runtime, settings.provider_options.get(case.runtime), threads=threads
-            )
-            options = session.get_session_options()
-            info["provider"] = session.get_providers()[0]
-            info["session_options"] = {
-                "intra_op_num_threads": options.intra_op_num_threads,
-                "inter_op_num_threads": options.inter_op_num_threads,
-                "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
-            }
-            onnx_feed = {i.name: feed[i.name] for i in session.get_inputs()}
+        def call() -> Any:
+            return runner.session.run(None, onnx_feed)
 
-            def call() -> Any:
-                return session.run(None, onnx_feed)
-
-        for _ in range(WARMUP_RUNS):
-            call()
-        benchmark = request.getfixturevalue("benchmark")
-        benchmark.group = f"{key} batch={case.batch_size}"
-        benchmark.extra_info.update(info)
-        benchmark(call)
-        median = benchmark.stats.stats.median if benchmark.stats is not None else None
-        measurement = Measurement(key, info["runtime"], case.batch_size, median)
-        if case.runtime != "framework" and median:
-            framework = next(
-                (
-                    m
-                    for m in state.measurements
-                    if (m.model, m.batch_size) == (key, case.batch_size)
-                    and m.runtime == prepared.framework
-                    and m.median_s
-                ),
-                None,
-            )
-            if framework is not None and framework.median_s:
-                measurement.speedup = framework.median_s / median
-                benchmark.extra_info["speedup_vs_framework"] = round(measurement.speedup, 3)
-        state.measurements.append(measurement)
-    finally:
-        prepared.close()
+    for _ in range(WARMUP_RUNS):
+        call()
+    benchmark = request.getfixturevalue("benchmark")
+    benchmark.group = f"{key} batch={case.batch_size}"
+    benchmark.extra_info.update(info)
+    benchmark(call)
+    median = benchmark.stats.stats.median if benchmark.stats is not None else None
+    measurement = Measurement(key, info["runtime"], case.batch_size, median)
+    state = session.benchmark
+    if case.runtime != "framework" and median:
+        framework = next(
+            (
+                m
+                for m in state.measurements
+                if (m.model, m.batch_size) == (key, case.batch_size) and m.runtime == prepared.name and m.median_s
+            ),
+            None,
+        )
+        if framework is not None and framework.median_s:
+            measurement.speedup = framework.median_s / median
+            benchmark.extra_info["speedup_vs_framework"] = round(measurement.speedup, 3)
+    state.measurements.append(measurement)
     return report
 
 

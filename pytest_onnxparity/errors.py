@@ -29,3 +29,14 @@ class ParityMismatch(AssertionError):
 
 class OnnxParityWarning(UserWarning):
     """Something the user should know that does not fail the check (``--onnx-strict`` makes it fail)."""
+
+
+class ModelRejected(Exception):
+    """Raised by a framework runner when the user's model itself raised on an input (never for plugin errors).
+
+    Such inputs lie outside what the model accepts: they are skipped and counted, not compared.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause

@@ -1,103 +1,40 @@
-"""Input generation: hypothesis draws *recipes*, numpy materialises the tensors.
+"""Where conversion bugs hide, as recipes: hypothesis draws them, numpy materialises the tensors.
 
-Where conversion bugs hide: other batch sizes with distinct rows, other lengths on dynamic axes,
-tiny and large magnitudes of both signs, exact zeros, constants, integer ids over their whole range,
-attention masks with padding. Fixed edge cases always run; generated ones add variety and shrink.
+Fixed edge cases always run first: the example; every batch size with distinct rows (a wide one
+included); exact zeros, ones, constant rows, sparse zeros, tiny and large magnitudes of both signs;
+and every other dynamic axis walked geometrically up to the model's own limit. Generated recipes
+then add variety and shrink when they fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import OnnxParityUsageError
-from .spec import FLOAT_PATTERNS, SCALES, Recipe, TensorSpec
+from .spec import FLOAT_PATTERNS, SCALES, Recipe, TensorSpec, np_dtype
 
 if TYPE_CHECKING:
     import numpy as np
     from hypothesis.strategies import SearchStrategy
 
-    from .settings import Settings
+    from .settings import CheckOptions
 
 #: Exactly representable constants: a constant row keeps a zero variance in every runtime.
 _CONSTANTS = (0.5, -1.0, 2.0, 1.0)
-
-
-def resolve_dynamic_axes(
-    example: Mapping[str, np.ndarray], settings: Settings, model_dynamic: Mapping[str, Mapping[int, str]]
-) -> dict[str, dict[int, str]]:
-    """The dynamic axes of every input: the user's, else axis 0 as ``batch`` plus what the model declares."""
-    if settings.dynamic_axes is not None:
-        unknown = sorted(set(settings.dynamic_axes) - set(example))
-        if unknown:
-            raise OnnxParityUsageError(
-                f"dynamic_axes names input(s) {unknown} that the model does not take; its inputs are {list(example)}."
-            )
-        axes = {name: dict(settings.dynamic_axes.get(name, {})) for name in example}
-    else:
-        axes = {name: ({0: "batch"} if arr.ndim else {}) for name, arr in example.items()}
-        for name, extra in model_dynamic.items():
-            axes.setdefault(name, {}).update({a: d for a, d in extra.items() if a != 0})
-    for name, per_input in axes.items():
-        ndim = example[name].ndim
-        bad = [a for a in per_input if a >= ndim]
-        if bad:
-            raise OnnxParityUsageError(
-                f"dynamic_axes for input {name!r} names axis {bad[0]}, but that input has {ndim} dimension(s)."
-            )
-    return axes
-
-
-def build_specs(
-    example: Mapping[str, np.ndarray],
-    dynamic_axes: Mapping[str, Mapping[int, str]],
-    settings: Settings,
-    int_high_hints: Sequence[int] = (),
-) -> list[TensorSpec]:
-    """Describe each input: its kind and value range.
-
-    Integer ranges: ``input_ranges``, else a 0/1 example is a mask, else the smallest embedding table
-    that can hold the example's ids (``int_high_hints``), else the example's own min..max.
-    """
-    import numpy as np
-
-    specs = []
-    sizes: dict[str, tuple[int, str]] = {}
-    for name, arr in example.items():
-        dyn = dict(dynamic_axes.get(name, {}))
-        for axis, dim in dyn.items():
-            seen = sizes.setdefault(dim, (arr.shape[axis], name))
-            if seen[0] != arr.shape[axis]:
-                raise OnnxParityUsageError(
-                    f"dynamic dimension {dim!r} is {seen[0]} in input {seen[1]!r} but {arr.shape[axis]} in {name!r}; "
-                    "give the example inputs equal sizes there, or name the axes differently in dynamic_axes."
-                )
-        rng = settings.input_ranges.get(name)
-        low: float | None
-        high: float | None
-        if arr.dtype == np.bool_:
-            kind, low, high = "bool", None, None
-        elif np.issubdtype(arr.dtype, np.integer):
-            if rng is not None:
-                kind, low, high = "int", int(rng[0]), int(rng[1])
-            elif arr.size and set(np.unique(arr).tolist()) <= {0, 1} and arr.ndim >= 1:
-                kind, low, high = "binary", 0, 2
-            else:
-                lo = int(arr.min()) if arr.size else 0
-                hi = int(arr.max()) + 1 if arr.size else 1
-                tables = [n for n in int_high_hints if n >= hi]
-                if lo >= 0 and tables:
-                    lo, hi = 0, min(tables)
-                kind, low, high = "int", lo, hi
-        elif np.issubdtype(arr.dtype, np.floating):
-            kind = "float"
-            low, high = (float(rng[0]), float(rng[1])) if rng is not None else (None, None)
-        else:
-            raise OnnxParityUsageError(
-                f"input {name!r} has dtype {arr.dtype}; onnx_parity generates float, integer and bool inputs only."
-            )
-        specs.append(TensorSpec(name, arr.dtype.str, tuple(arr.shape), dyn, kind, low, high))
-    return specs
+#: How far a non-batch axis is walked when neither the model nor the user says its limit.
+DEFAULT_AXIS_LIMIT = 512
+#: Batch size of the recipes that walk another axis (long sequences cost enough at batch 2).
+WALK_BATCH = 2
+#: Edge patterns at the widest batch: (edge case name, label, pattern, scale, seed).
+PATTERN_EDGES = (
+    ("zeros", "exact zeros", "zeros", 1.0, 1),
+    ("ones", "ones", "ones", 1.0, 2),
+    ("constant", "constant rows", "constant", 1.0, 3),
+    ("sparse_zeros", "sparse exact zeros", "sparse_zeros", 1.0, 4),
+    ("large", "large magnitude (x1e3)", "normal", 1e3, 5),
+    ("tiny", "tiny magnitude (x1e-3)", "normal", 1e-3, 6),
+    ("uniform", "uniform, both signs (x10)", "uniform", 10.0, 7),
+)
 
 
 def dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
@@ -112,57 +49,87 @@ def dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
     return sizes, batch
 
 
-def _other_range(example_size: int) -> tuple[int, int]:
-    return 1, max(2, 2 * example_size)
+def _next_prime(n: int) -> int:
+    n = max(2, n)
+    while any(n % d == 0 for d in range(2, int(n**0.5) + 1)):
+        n += 1
+    return n
 
 
-def edge_recipes(specs: list[TensorSpec], settings: Settings) -> list[Recipe]:
-    """The fixed cases that always run, before anything generated."""
+def axis_limits(specs: list[TensorSpec], sequence_limit: int | None) -> dict[str, int]:
+    """The largest size each non-batch axis is walked to: the model's position table for axes of id and mask
+    inputs, else :data:`DEFAULT_AXIS_LIMIT` (or twice the example, when that is longer)."""
     sizes, batch = dim_sizes(specs)
-    largest = max(settings.batch_sizes)
+    on_ids = {dim for s in specs if s.kind != "float" for a, dim in s.dynamic.items() if a != 0}
+    limits = {}
+    for dim, n in sizes.items():
+        if dim not in batch:
+            limit = sequence_limit if sequence_limit and dim in on_ids else max(DEFAULT_AXIS_LIMIT, 2 * n)
+            limits[dim] = max(limit, n)
+    return limits
 
-    def dims(batch_size: int | None = None, other: str = "example") -> tuple[tuple[str, int], ...]:
-        out = []
-        for dim, n in sizes.items():
-            if dim in batch and batch_size is not None:
-                out.append((dim, batch_size))
-            elif dim not in batch and other == "short":
-                out.append((dim, max(1, n // 2)))
-            elif dim not in batch and other == "long":
-                out.append((dim, n + n // 2 + 1))
-            else:
-                out.append((dim, n))
-        return tuple(out)
+
+def axis_plan(specs: list[TensorSpec], options: CheckOptions, limits: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    """The sizes each dynamic axis is checked at: ``axis_sizes``, else the batch sizes for batch axes, else
+    1, 3, the example, primes past each doubling of it, and the axis's limit."""
+    sizes, batch = dim_sizes(specs)
+    plan = {}
+    for dim, n in sizes.items():
+        if dim in options.axis_sizes:
+            plan[dim] = options.axis_sizes[dim]
+        elif dim in batch:
+            plan[dim] = options.batch_sizes
+        else:
+            limit, walk, k = limits[dim], {1, 3, n, max(1, n // 2) | 1}, 2 * n
+            while k < limit:
+                walk.add(_next_prime(k))
+                k *= 2
+            plan[dim] = tuple(sorted(s for s in walk | {limit} if s <= limit))
+    return plan
+
+
+def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> list[Recipe]:
+    """The fixed cases that always run, before anything generated, cheapest first."""
+    sizes, batch = dim_sizes(specs)
+    widest = {dim: max(plan[dim]) for dim in batch}
+
+    def dims(**override: int) -> tuple[tuple[str, int], ...]:
+        return tuple((dim, override.get(dim, n)) for dim, n in sizes.items())
 
     recipes = [Recipe("example", dims(), "example", 1.0, 0)]
-    if batch:
-        for b in settings.batch_sizes:
-            recipes.append(Recipe(f"edge: batch {b}, distinct rows", dims(b), "normal", 1.0, 1000 + b))
-    else:  # nothing batch-dynamic (dynamic_axes={}): the example's shapes only
+    on = options.edge_cases
+    if not batch:  # nothing batch-dynamic (dynamic_axes={}): the example's shapes only
         recipes.append(Recipe("edge: random normal", dims(), "normal", 1.0, 1000))
-    recipes += [
-        Recipe("edge: exact zeros", dims(largest), "zeros", 1.0, 1),
-        Recipe("edge: ones", dims(largest), "ones", 1.0, 2),
-        Recipe("edge: constant rows", dims(largest), "constant", 1.0, 3),
-        Recipe("edge: sparse exact zeros", dims(largest), "sparse_zeros", 1.0, 4),
-        Recipe("edge: large magnitude (x1e3)", dims(largest), "normal", 1e3, 5),
-        Recipe("edge: tiny magnitude (x1e-3)", dims(largest), "normal", 1e-3, 6),
-        Recipe("edge: uniform, both signs (x10)", dims(largest), "uniform", 10.0, 7),
-    ]
-    if any(dim not in batch for dim in sizes):
-        recipes.append(Recipe("edge: shorter dynamic axes", dims(min(2, largest), "short"), "normal", 1.0, 8))
-        recipes.append(Recipe("edge: longer dynamic axes", dims(min(2, largest), "long"), "normal", 1.0, 9))
+    elif "batches" in on:
+        for b in sorted({b for dim in batch for b in plan[dim]}):
+            recipes.append(
+                Recipe(f"edge: batch {b}, distinct rows", dims(**dict.fromkeys(batch, b)), "normal", 1.0, 1000 + b)
+            )
+    for name, label, pattern, scale, seed in PATTERN_EDGES:
+        if name in on:
+            recipes.append(Recipe(f"edge: {label}", dims(**widest), pattern, scale, seed))
+    if "lengths" in on:
+        walk_batch = {dim: min(WALK_BATCH, max(plan[dim])) for dim in batch}
+        for dim in sizes:
+            for size in [] if dim in batch else plan[dim]:
+                if size != sizes[dim]:
+                    recipes.append(
+                        Recipe(f"edge: {dim}={size}", dims(**walk_batch, **{dim: size}), "normal", 1.0, 10 + size)
+                    )
     return recipes
 
 
-def recipe_strategy(specs: list[TensorSpec], settings: Settings) -> SearchStrategy[Recipe]:
+def recipe_strategy(
+    specs: list[TensorSpec], options: CheckOptions, plan: Mapping[str, tuple[int, ...]]
+) -> SearchStrategy[Recipe]:
     """A hypothesis strategy over recipes; everything shrinks towards small, plain inputs."""
     from hypothesis import strategies as st
 
     sizes, batch = dim_sizes(specs)
     dim_strategies = []
     for dim, n in sizes.items():
-        values = st.sampled_from(settings.batch_sizes) if dim in batch else st.integers(*_other_range(n))
+        near = st.integers(1, min(max(plan[dim]), max(2, 2 * n)))
+        values = st.sampled_from(plan[dim]) if dim in batch or dim in options.axis_sizes else near
         dim_strategies.append(st.tuples(st.just(dim), values))
     return st.builds(
         Recipe,
@@ -174,7 +141,17 @@ def recipe_strategy(specs: list[TensorSpec], settings: Settings) -> SearchStrate
     )
 
 
-def materialize(recipe: Recipe, specs: list[TensorSpec], example: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def elements(recipe: Recipe, specs: list[TensorSpec]) -> int:
+    """How many elements the recipe's input set holds (checked against the memory budget before building)."""
+    import math
+
+    dims = recipe.dims_dict()
+    return sum(math.prod(spec.shape_for(dims)) for spec in specs)
+
+
+def materialize(
+    recipe: Recipe, specs: list[TensorSpec], example: Mapping[str, np.ndarray], mask_holes: bool = False
+) -> dict[str, np.ndarray]:
     """Build the numpy inputs a recipe describes; the same recipe always gives the same arrays."""
     import numpy as np
 
@@ -183,23 +160,24 @@ def materialize(recipe: Recipe, specs: list[TensorSpec], example: Mapping[str, n
     dims = recipe.dims_dict()
     out = {}
     for index, spec in enumerate(specs):
-        rng = np.random.default_rng([recipe.seed, index])
+        rng = np.random.default_rng([recipe.seed & 0xFFFFFFFF, index])
         shape = spec.shape_for(dims)
-        dtype = np.dtype(spec.dtype)
+        dtype = np_dtype(spec.dtype)
         if spec.kind == "float":
-            arr = _float_values(rng, recipe, shape).astype(dtype)
+            values = np.asarray(_float_values(rng, recipe, shape), dtype=np.float64)
             if spec.low is not None and spec.high is not None:
-                arr = np.clip(arr, spec.low, spec.high).astype(dtype)
+                values = np.clip(values, spec.low, spec.high)
+            arr = values.astype(dtype)
         elif spec.kind == "int":
             arr = _int_values(rng, recipe.pattern, shape, int(spec.low or 0), int(spec.high or 1)).astype(dtype)
         else:
-            keep = _mask_values(rng, recipe.pattern, shape)
+            keep = mask_values(rng, recipe.pattern, shape, mask_holes)
             arr = (~keep if spec.kind == "bool" else keep).astype(dtype)
         out[spec.name] = arr
     return out
 
 
-def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> np.ndarray:
+def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> Any:
     import numpy as np
 
     pattern, scale = recipe.pattern, recipe.scale
@@ -211,7 +189,7 @@ def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> np.ndarra
         return np.full(shape, _CONSTANTS[recipe.seed % len(_CONSTANTS)])
     if pattern == "uniform":
         return rng.uniform(-scale, scale, size=shape)
-    values = rng.standard_normal(shape) * scale
+    values = np.asarray(rng.standard_normal(shape) * scale)
     if pattern == "positive":
         return np.abs(values)
     if pattern == "negative":
@@ -228,7 +206,7 @@ def _int_values(rng: Any, pattern: str, shape: tuple[int, ...], low: int, high: 
         return np.full(shape, low)
     if pattern == "ones":
         return np.full(shape, high - 1)
-    values = rng.integers(low, high, size=shape)
+    values = np.asarray(rng.integers(low, high, size=shape))
     if values.size >= 2:
         # The range's ends are where out-of-range bugs (a clamp, a too-small table) show.
         flat = values.reshape(-1)
@@ -236,18 +214,20 @@ def _int_values(rng: Any, pattern: str, shape: tuple[int, ...], low: int, high: 
     return values
 
 
-def _mask_values(rng: Any, pattern: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Which positions are kept (True); every row along the last axis keeps at least one position."""
+def mask_values(rng: Any, pattern: str, shape: tuple[int, ...], holes: bool = False) -> np.ndarray:
+    """Which positions are kept (True), as a tokenizer pads: right or left padding, at least one real token
+    per row. With ``holes`` (opt-in), patterns that scatter kept positions give masks with holes."""
     import numpy as np
 
     if not shape or pattern == "ones":
         return np.ones(shape, dtype=bool)
     length = shape[-1]
-    if pattern in ("sparse_zeros", "positive", "negative"):
+    if holes and pattern in ("sparse_zeros", "positive", "negative"):
         keep = rng.random(shape) < 0.5
         first = rng.integers(0, length, size=shape[:-1])
         np.put_along_axis(keep, first[..., None], True, axis=-1)
-        return keep
-    # Right padding, a random number of real tokens per row: what a tokenizer produces.
-    kept = rng.integers(1, length + 1, size=shape[:-1])
-    return np.arange(length) < kept[..., None]
+        return np.asarray(keep)
+    kept = rng.integers(1, length + 1, size=shape[:-1])[..., None]
+    positions = np.arange(length)
+    left = rng.random(shape[:-1])[..., None] < 0.5 if pattern in ("uniform", "negative") else False
+    return np.asarray(np.where(left, positions >= length - kept, positions < kept))

@@ -1,33 +1,39 @@
-"""pytest hooks: options, ini keys, the marker, the fixtures, the summary and the reports.
+"""pytest hooks: options, ini keys, the marker, the fixtures, and the session's summary and reports.
 
 Standard library and pytest only: torch, tensorflow, onnx, onnxruntime and hypothesis are imported
-when a parity check actually runs, never when the plugin loads.
+when a parity check actually runs, never when the plugin loads. The state lives in ``session.py``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import shutil
-import warnings
-from collections.abc import Callable, Generator, Mapping
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import providers as provider_names
-from .errors import OnnxParityError, OnnxParityWarning, ParityMismatch
-from .report import ParityReport
-from .settings import resolve
+from . import providers, summary
+from .errors import OnnxParityError, OnnxParityWarning
+from .session import ITEM_ENTRIES, ParitySession
+from .settings import VALIDATORS, SessionPolicy
 
-SESSION_OPTIONS = pytest.StashKey[Mapping[str, Any]]()
-BENCHMARK_STATE = pytest.StashKey[Any]()
-PLUGIN_CONFIG = pytest.StashKey[dict[str, Any]]()
-ITEM_RESULTS = pytest.StashKey[list[dict[str, Any]]]()
+SESSION = pytest.StashKey[ParitySession]()
+_PREVIOUS_PROVIDERS = pytest.StashKey[dict[str, Any]]()
 
-#: (option, ini key, type, help) for the options with an ini twin.
-_VALUED_OPTIONS = (
+
+def _axis_sizes(text: str) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        axis, eq, sizes = part.partition("=")
+        if not eq:
+            raise ValueError(part)
+        out[axis.strip()] = tuple(int(x) for x in sizes.split(","))
+    return out
+
+
+#: (option, ini key, parser, help) for the options with an ini twin; the parser raises ValueError.
+_VALUED_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--onnx-providers", "onnx_parity_providers", str, "execution providers, comma separated: cpu,cuda,openvino,..."),
     ("--onnx-examples", "onnx_parity_examples", int, "generated input sets per check, besides the fixed edge cases"),
     ("--onnx-atol", "onnx_parity_atol", float, "absolute tolerance for float outputs (default by dtype)"),
@@ -39,6 +45,19 @@ _VALUED_OPTIONS = (
         int,
         "seed of the input generator (hypothesis); the same seed, the same inputs",
     ),
+    (
+        "--onnx-batch-sizes",
+        "onnx_parity_batch_sizes",
+        lambda v: tuple(int(x) for x in v.split(",")),
+        "batch sizes to check, comma separated (default 1,3,17)",
+    ),
+    (
+        "--onnx-axis-sizes",
+        "onnx_parity_axis_sizes",
+        _axis_sizes,
+        "sizes per named axis: seq=1,7,64;batch=1,33",
+    ),
+    ("--onnx-time-budget", "onnx_parity_time_budget", float, "seconds of checking per check before sizes are skipped"),
     ("--onnx-report", "onnx_parity_report", str, "write a JSON report of every parity check to this path"),
     ("--onnx-artifacts", "onnx_parity_artifacts", str, "save each failing check's model and inputs/outputs here"),
     ("--onnx-benchmark-plot", "onnx_parity_benchmark_plot", str, "with --onnx-benchmark: write a latency PNG here"),
@@ -48,6 +67,7 @@ _FLAGS = (
     ("--onnx-strict", "onnx_parity_strict", "fail checks that pass with plugin warnings (fallbacks, fewer examples)"),
     ("--onnx-benchmark", "onnx_parity_benchmark", "also time framework vs each provider through pytest-benchmark"),
 )
+_PATHS = ("report", "artifacts", "benchmark_plot")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -75,117 +95,103 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("onnx_parity_provider_options", "provider options, PROVIDER:KEY=VALUE per line", type="linelist")
 
 
-def _value(config: pytest.Config, ini: str) -> Any:
-    """Command line first, then the ini file."""
+def _value(config: pytest.Config, ini: str) -> tuple[Any, Path]:
+    """(command line value, else the ini file's; the directory relative paths resolve against)."""
     value = config.getoption(ini)
-    if value is None:
-        value = config.getini(ini)
-    return None if value in ("", None, []) else value
+    if value not in ("", None, []):
+        return value, config.invocation_params.dir
+    value = config.getini(ini)
+    return (None if value in ("", None, []) else value), config.rootpath
+
+
+def _writable_path(option: str, raw: str, base: Path, directory: bool) -> Path:
+    """Resolve (``~`` expanded, relative to ``base``) and refuse what could not be written at session end."""
+    path = base / Path(raw).expanduser()
+    if path.exists() and path.is_dir() != directory:
+        kind = "a directory" if path.is_dir() else "a file"
+        raise pytest.UsageError(f"{option}: {path} is {kind}; pass {'a directory' if directory else 'a file path'}.")
+    parent = next(p for p in [path, *path.parents] if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise pytest.UsageError(
+            f"{option}: cannot write {path}: {parent} is {'not writable' if parent.is_dir() else 'a file'}."
+        )
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "onnx_parity(**options): options of the onnx_parity fixture for this test (atol, rtol, batch_sizes, "
-        "dynamic_axes, input_names, output_names, opset, examples, input_ranges, exporter, seed, onnx_model, "
-        "provider_tolerances, ...); call kwargs override them.",
+        "axis_sizes, dynamic_axes, input_names, output_names, opset, examples, input_ranges, exporter, seed, "
+        "onnx_model, provider_tolerances, edge_cases, time_budget, ...); call kwargs override them.",
     )
-    session: dict[str, Any] = {}
-    plugin: dict[str, Any] = {}
-    for option, ini, kind, _ in _VALUED_OPTIONS:
-        raw = _value(config, ini)
+    try:
+        previous = providers.register([d for added in config.hook.pytest_onnxparity_providers() for d in added])
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest_onnxparity_providers: {exc}") from None
+    config.stash[_PREVIOUS_PROVIDERS] = previous
+    defaults: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+    for option, ini, parse, _ in _VALUED_OPTIONS:
+        raw, base = _value(config, ini)
         if raw is None:
             continue
-        value: Any
+        key = ini.removeprefix("onnx_parity_")
         try:
-            value = kind(raw)
-        except ValueError:
-            raise pytest.UsageError(f"{option}/{ini}: {raw!r} is not a valid {kind.__name__}") from None
-        if ini == "onnx_parity_providers":
-            try:
-                plugin["providers"] = provider_names.parse_providers(value)
-            except ValueError as exc:
-                raise pytest.UsageError(f"{option}: {exc}") from None
-        elif ini in ("onnx_parity_report", "onnx_parity_artifacts", "onnx_parity_benchmark_plot"):
-            plugin[ini.removeprefix("onnx_parity_")] = config.invocation_params.dir / value
-        else:
-            key = ini.removeprefix("onnx_parity_")
-            if key in ("examples", "opset") and value < (0 if key == "examples" else 1):
-                raise pytest.UsageError(f"{option}: {raw!r} must be {'>= 0' if key == 'examples' else '>= 1'}")
-            if key in ("atol", "rtol") and not value >= 0:
-                raise pytest.UsageError(f"{option}: {raw!r} must be a non-negative number")
-            session[key] = value
+            value = parse(raw)
+            if key == "providers":
+                policy["providers"] = tuple(providers.parse_providers(value))
+            elif key in _PATHS:
+                policy[key] = _writable_path(option, value, base, directory=key == "artifacts")
+            else:
+                defaults[key] = VALIDATORS[key](value)
+        except (ValueError, OnnxParityError) as exc:
+            raise pytest.UsageError(f"{option}/{ini}: {raw!r} is not valid: {exc}") from None
     try:
-        session["provider_options"] = provider_names.parse_provider_options(
-            _value(config, "onnx_parity_provider_options") or []
-        )
+        raw_options, _ = _value(config, "onnx_parity_provider_options")
+        defaults["provider_options"] = providers.parse_provider_options(raw_options or [])
     except ValueError as exc:
         raise pytest.UsageError(f"--onnx-provider-options: {exc}") from None
     for _, ini, _ in _FLAGS:
-        plugin[ini.removeprefix("onnx_parity_")] = bool(_value(config, ini))
-    session["strict"] = plugin["strict"]
-    plugin.setdefault("providers", ["cpu"])
-    plugin["benchmark_allowed"] = True
-    if config.getoption("numprocesses", None) or _is_worker(config):
-        # pytest-benchmark turns itself off under xdist; so do the benchmark items, parity carries on.
-        plugin["benchmark_allowed"] = False
-        if plugin["benchmark"] and not _is_worker(config):
-            config.issue_config_time_warning(
-                OnnxParityWarning(
-                    "--onnx-benchmark is ignored under pytest-xdist (timings need one process); "
-                    "parity checks run as usual"
-                ),
-                stacklevel=2,
-            )
-    elif plugin["benchmark"]:
+        policy[ini.removeprefix("onnx_parity_")] = bool(_value(config, ini)[0])
+    worker = hasattr(config, "workerinput")
+    # pytest-benchmark turns itself off under xdist; so do the benchmark items, parity carries on.
+    policy["benchmark_allowed"] = not (config.getoption("numprocesses", None) or worker)
+    if policy["benchmark"] and not policy["benchmark_allowed"] and not worker:
+        config.issue_config_time_warning(
+            OnnxParityWarning(
+                "--onnx-benchmark is ignored under pytest-xdist (timings need one process); parity checks run as usual"
+            ),
+            stacklevel=2,
+        )
+    elif policy["benchmark"]:
         from .benchmark import require_pytest_benchmark
 
         require_pytest_benchmark(config)
-    config.stash[SESSION_OPTIONS] = session
-    config.stash[PLUGIN_CONFIG] = plugin
-    if plugin["benchmark_allowed"]:
-        from .benchmark import BenchmarkState
+    session = config.stash[SESSION] = ParitySession(config, SessionPolicy(**policy), defaults)
+    config.pluginmanager.register(SessionHooks(config, session), "onnxparity-session")
 
-        config.stash[BENCHMARK_STATE] = BenchmarkState()
-    config.pluginmanager.register(ParityCollector(config), "onnxparity-collector")
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Added providers belong to this session (an inner pytester session must not leak its stand-ins)."""
+    if _PREVIOUS_PROVIDERS in config.stash:
+        providers.register(list(config.stash[_PREVIOUS_PROVIDERS].values()))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per execution provider (``[cpu]``, ``[cuda]``...), plus benchmark items when asked."""
     if "onnx_parity" not in metafunc.fixturenames:
         return
-    plugin = metafunc.config.stash[PLUGIN_CONFIG]
-    chosen = plugin["providers"]
+    session = metafunc.config.stash[SESSION]
+    chosen = list(session.policy.providers)
     values: list[tuple[str, Any]] = [(p, None) for p in chosen]
     ids = list(chosen)
-    bench_sizes = _benchmark_batch_sizes(metafunc, plugin)
-    if bench_sizes:
-        from .benchmark import cases
+    from .benchmark import cases, collection_batch_sizes
 
-        for case in cases(bench_sizes, chosen):
-            values.append((chosen[0] if case.runtime == "framework" else case.runtime, case))
-            ids.append(case.id)
+    for case in cases(collection_batch_sizes(session, metafunc.definition), chosen):
+        values.append((chosen[0] if case.runtime == "framework" else case.runtime, case))
+        ids.append(case.id)
     metafunc.parametrize(("onnx_parity_provider", "_onnx_parity_benchmark"), values, ids=ids)
-
-
-def _benchmark_batch_sizes(metafunc: pytest.Metafunc, plugin: dict[str, Any]) -> tuple[int, ...]:
-    """Batch sizes to benchmark this test at (marker > command line > ini), or () for none."""
-    if not plugin["benchmark_allowed"]:
-        return ()
-    marker = metafunc.definition.get_closest_marker("onnx_parity")
-    try:
-        settings = resolve({}, dict(marker.kwargs) if marker else {}, metafunc.config.stash[SESSION_OPTIONS])
-    except OnnxParityError:
-        return ()  # the test itself fails with the message when it runs
-    if not (plugin["benchmark"] or (marker is not None and marker.kwargs.get("benchmark"))):
-        return ()
-    if marker is not None and marker.kwargs.get("benchmark") and not plugin["benchmark"]:
-        from .benchmark import require_pytest_benchmark
-
-        require_pytest_benchmark(metafunc.config)
-    from .benchmark import benchmark_batch_sizes
-
-    return benchmark_batch_sizes(settings)
 
 
 @pytest.fixture
@@ -201,223 +207,71 @@ def onnx_parity_provider() -> str:
 
 
 @pytest.fixture
-def onnx_parity(
-    request: pytest.FixtureRequest,
-    onnx_parity_provider: str,
-    _onnx_parity_benchmark: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[..., ParityReport]:
+def onnx_parity(request: pytest.FixtureRequest, onnx_parity_provider: str, _onnx_parity_benchmark: Any) -> Any:
     """``onnx_parity(model, example_inputs, **options) -> ParityReport``; fails the test on any mismatch."""
-    config = request.config
-    plugin = config.stash[PLUGIN_CONFIG]
-    results = request.node.stash.setdefault(ITEM_RESULTS, [])
-    marker = request.node.get_closest_marker("onnx_parity")
+    session = request.config.stash[SESSION]
 
-    def check(model: Any, example_inputs: Any, **options: Any) -> ParityReport:
+    def check(model: Any, example_inputs: Any, **options: Any) -> Any:
         __tracebackhide__ = True
-        from .check import run_parity
-        from .providers import ProviderUnavailable
-
-        index = len(results)
-        try:
-            settings = resolve(options, dict(marker.kwargs) if marker else {}, config.stash[SESSION_OPTIONS])
-            workdir = tmp_path_factory.mktemp(f"onnx_parity_{_slug(request.node.name)}_{index}", numbered=True)
-            extra = [adapter for added in config.hook.pytest_onnxparity_adapters() for adapter in added]
-            if _onnx_parity_benchmark is not None and index == 0:
-                from . import benchmark
-
-                report = benchmark.run(
-                    request,
-                    config.stash[BENCHMARK_STATE],
-                    model,
-                    example_inputs,
-                    settings,
-                    onnx_parity_provider,
-                    _onnx_parity_benchmark,
-                    workdir,
-                    extra,
-                )
-                return report
-            outcome = run_parity(
-                model, example_inputs, settings, onnx_parity_provider, workdir, request.node.nodeid, extra
-            )
-        except ProviderUnavailable as exc:
-            if plugin["require_providers"]:
-                results.append(_error_entry(request, onnx_parity_provider, str(exc)))
-                pytest.fail(
-                    f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
-                )
-            pytest.skip(f"onnx_parity: {exc}")
-        except OnnxParityError as exc:
-            results.append(_error_entry(request, onnx_parity_provider, str(exc)))
-            raise type(exc)(f"onnx_parity: {exc}") from None
-        report = outcome.report
-        if report.passed and index == 0 and BENCHMARK_STATE in config.stash:
-            from .benchmark import model_key
-
-            config.stash[BENCHMARK_STATE].parity[(model_key(request), onnx_parity_provider)] = (
-                outcome.onnx_path or "",
-                report,
-            )
-        if not report.passed and plugin.get("artifacts") is not None and outcome.failing_case is not None:
-            from .artifacts import save_failure
-
-            report.artifacts = str(save_failure(plugin["artifacts"], request.node.nodeid, index, outcome))
-            report.repro += f"; replay without the framework: python -m pytest_onnxparity.replay {report.artifacts}"
-        results.append(_plain(report.to_dict()))
-        _record_properties(request, index, report)
-        if not report.passed:
-            raise ParityMismatch(report) from None
-        if report.warnings:
-            if settings.strict:
-                pytest.fail(
-                    "onnx_parity (--onnx-strict): the check passed with warnings:\n  - "
-                    + "\n  - ".join(report.warnings),
-                    pytrace=False,
-                )
-            for text in report.warnings:
-                warnings.warn(OnnxParityWarning(f"{request.node.nodeid} [{report.provider}]: {text}"), stacklevel=2)
-        return report
+        return session.check(request, onnx_parity_provider, _onnx_parity_benchmark, model, example_inputs, options)
 
     return check
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
-
-
-def _error_entry(request: pytest.FixtureRequest, provider: str, message: str) -> dict[str, Any]:
-    return {"nodeid": request.node.nodeid, "provider": provider, "passed": False, "error": message}
-
-
-def _record_properties(request: pytest.FixtureRequest, index: int, report: ParityReport) -> None:
-    """Key figures as JUnit ``user_properties`` (``--junitxml`` carries them)."""
-    prefix = "onnx_parity" if index == 0 else f"onnx_parity_{index}"
-    worst = report.worst_output()
-    props = {
-        "passed": report.passed,
-        "provider": report.provider,
-        "examples": report.examples,
-        "exporter": report.exporter,
-        "opset": report.opset,
-        "worst_output": worst.name if worst else "",
-        "max_abs_diff": worst.max_abs_diff if worst else 0.0,
-        "max_rel_diff": worst.max_rel_diff if worst else 0.0,
-        "tolerance_used": worst.tolerance_used if worst else 0.0,
-    }
-    if report.failure is not None:
-        props["failure"] = f"{report.failure.kind}: {report.failure.message}"
-    request.node.user_properties.extend((f"{prefix}.{k}", v) for k, v in props.items())
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach this item's parity results to its call report, which xdist ships to the controller."""
+    """Attach this item's parity entries to its call report, which xdist ships to the controller."""
     report = yield
-    if report.when == "call" and item.stash.get(ITEM_RESULTS, None):
-        report.onnx_parity = item.stash[ITEM_RESULTS]
+    if report.when == "call" and item.stash.get(ITEM_ENTRIES, None):
+        report.onnx_parity = item.stash[ITEM_ENTRIES]
     return report
 
 
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
+class SessionHooks:
+    """The per-session hooks: collect every check's entry (on the xdist controller too), print, write reports.
 
+    A failing writer says why in the terminal summary; it never hides the test results.
+    """
 
-def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
-    """One row per check, the closest to failing first."""
-
-    def margin(entry: dict[str, Any]) -> float:
-        if "error" in entry or not entry.get("passed", False):
-            return math.inf
-        return max((float(o["tolerance_used"]) for o in entry["outputs"]), default=0.0)
-
-    rows = []
-    for entry in sorted(entries, key=margin, reverse=True):
-        if "error" in entry:
-            rows.append((entry["nodeid"], entry["provider"], "-", "-", "-", "-", "-", "ERROR"))
-            continue
-        worst = max(entry["outputs"], key=lambda o: float(o["tolerance_used"]), default=None)
-        status = "PASS" if entry["passed"] else "FAIL"
-        if worst is None:
-            rows.append((entry["nodeid"], entry["provider"], str(entry["examples"]), "-", "-", "-", "-", status))
-            continue
-        rows.append(
-            (
-                entry["nodeid"],
-                entry["provider"],
-                str(entry["examples"]),
-                worst["name"],
-                f"{float(worst['max_abs_diff']):.2e}",
-                f"{float(worst['max_rel_diff']):.2e}",
-                f"{worst['atol']:g}/{worst['rtol']:g}",
-                f"{status} {float(worst['tolerance_used']):.0%}" if entry["passed"] else status,
-            )
-        )
-    header = ("test", "provider", "examples", "worst output", "max abs", "max rel", "atol/rtol", "margin")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
-
-
-class ParityCollector:
-    """Gathers every check's entry from the test reports (the controller's, under xdist) and writes them out."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.entries: list[dict[str, Any]] = []
+    def __init__(self, config: pytest.Config, session: ParitySession) -> None:
+        self.config, self.session = config, session
+        self.problems: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entries = getattr(report, "onnx_parity", None)
         if entries and report.when == "call":
-            self.entries.extend(entries)
+            self.session.entries.extend(entries)
+
+    def pytest_sessionfinish(self) -> None:
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return
+        plot_path, report_path = self.session.policy.benchmark_plot, self.session.policy.report
+        measurements = self.session.measurements()
+        if plot_path is not None and measurements:
+            from .benchmark import plot
+
+            self._guarded("--onnx-benchmark-plot", lambda: plot(measurements, plot_path))
+        if report_path is not None:
+            self._guarded("--onnx-report", lambda: summary.write_json(report_path, self.session.entries))
+
+    def _guarded(self, what: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except Exception as exc:  # the results stand; the summary says what could not be written
+            self.problems.append(f"{what}: could not write: {type(exc).__name__}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if _is_worker(self.config):
+        if hasattr(self.config, "workerinput"):
             return
-        if self.entries:
+        if self.session.entries:
             terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
-            for line in summary_lines(self.entries):
+            for line in summary.summary_lines(self.session.entries):
                 terminalreporter.write_line(line)
-        measurements = self._measurements()
-        if measurements:
+        if self.session.measurements():
             from .benchmark import summary_lines as benchmark_lines
 
             terminalreporter.write_sep("=", "ONNX latency (median; speedup over the framework)")
-            for line in benchmark_lines(measurements):
+            for line in benchmark_lines(self.session.measurements()):
                 terminalreporter.write_line(line)
-
-    def _measurements(self) -> list[Any]:
-        state = self.config.stash.get(BENCHMARK_STATE, None)
-        return state.measurements if state is not None else []
-
-    def pytest_sessionfinish(self) -> None:
-        plot_path = self.config.stash[PLUGIN_CONFIG].get("benchmark_plot")
-        if plot_path is not None and self._measurements():
-            from .benchmark import plot
-
-            plot(self._measurements(), plot_path)
-        path = self.config.stash[PLUGIN_CONFIG].get("report")
-        if path is None or _is_worker(self.config):
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"version": 1, "checks": self.entries}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False))
-        shutil.move(tmp, path)
-
-
-def _plain(entry: dict[str, Any]) -> dict[str, Any]:
-    """Only JSON types, so xdist can ship the entry and the report can be written as strict JSON."""
-    result: dict[str, Any] = json.loads(json.dumps(_json_safe(entry), default=str))
-    return result
-
-
-def _json_safe(value: Any) -> Any:
-    """Strict JSON: non-finite floats become the strings 'inf', '-inf', 'nan'; tuples become lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+        for problem in self.problems:
+            terminalreporter.write_line(f"onnx_parity: {problem}", red=True)

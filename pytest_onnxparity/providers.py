@@ -1,16 +1,16 @@
-"""ONNX Runtime execution providers: names, availability, sessions, and where nodes really ran.
+"""Execution providers: names, definitions, why one is missing, and the precision each one runs at.
 
-The name tables are plain data so the plugin can validate ``--onnx-providers`` without importing
-onnxruntime; everything else imports it inside the functions.
+The name tables are plain data so the plugin validates ``--onnx-providers`` without importing
+onnxruntime. Every provider, built-in or added by a conftest (``pytest_onnxparity_providers``), is a
+:class:`ProviderDefinition`; sessions are opened by ``runners/onnxruntime.py``.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
-import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +30,76 @@ FULL_NAMES = {full: short for short, full in SHORT_NAMES.items()}
 
 #: What to install to get each provider.
 PACKAGES = {
-    "cuda": "onnxruntime-gpu (and CUDA/cuDNN libraries)",
+    "cpu": "onnxruntime",
+    "cuda": "onnxruntime-gpu (with the CUDA and cuDNN libraries)",
     "tensorrt": "onnxruntime-gpu with the TensorRT libraries",
-    "openvino": "onnxruntime-ep-openvino (plugin provider) or onnxruntime-openvino",
+    "openvino": "onnxruntime-openvino (it replaces onnxruntime), or onnxruntime-ep-openvino beside onnxruntime >= 1.23",
     "rocm": "onnxruntime-rocm",
     "dml": "onnxruntime-directml (Windows)",
     "coreml": "onnxruntime on macOS",
 }
 
-#: Plugin execution providers shipped as Python packages: short name -> (module, registration name).
-PLUGIN_PACKAGES = {"openvino": ("onnxruntime_ep_openvino", "OpenVINO")}
 
-#: Looser float tolerances where a provider computes in reduced precision by design.
-PROVIDER_DEFAULT_TOLERANCES = {
-    "tensorrt": {"atol": 1e-3, "rtol": 1e-2},
-    "coreml": {"atol": 1e-3, "rtol": 1e-2},
-    "dml": {"atol": 1e-4, "rtol": 1e-3},
-}
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """The arithmetic a provider runs a float32 graph in, why, and how to make it exact."""
 
-_registered_plugins: set[str] = set()
+    name: str  # f32 | tf32 | f16 | bf16
+    reason: str
+    force_f32: str = ""
+
+    @property
+    def reduced(self) -> bool:
+        return self.name != "f32"
+
+    def text(self) -> str:
+        hint = f"; for an exact check: {self.force_f32}" if self.reduced and self.force_f32 else ""
+        return f"{self.name} ({self.reason}{hint})"
 
 
-def parse_providers(text: str) -> list[str]:
-    """``"cpu,cuda"`` or full names -> short names; raises ValueError naming the valid ones."""
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    """Why a provider cannot run here: ``not-installed``, ``no-device`` or ``load-failure``."""
+
+    kind: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderDefinition:
+    """An execution provider parity checks can run on.
+
+    Built-in providers leave the callables unset and go through ONNX Runtime by name. A conftest can add
+    its own (a stand-in, a custom build) through the ``pytest_onnxparity_providers`` hook.
+    """
+
+    name: str
+    ort_name: str
+    package: str = "a build of ONNX Runtime that has it"
+    #: ``() -> Unavailable | None``: None when the provider can run here.
+    availability: Callable[[], Unavailable | None] | None = None
+    #: ``(path, provider_options, SessionOptions) -> InferenceSession``.
+    create_session: Callable[[str, Mapping[str, str], Any], Any] | None = None
+    #: ``(provider_options) -> Precision``.
+    precision: Callable[[Mapping[str, str]], Precision] | None = None
+    #: ``(node_name, op_type, ort_provider) -> short provider name``: who ran a profiled node.
+    attribute_node: Callable[[str, str, str], str] | None = None
+
+
+def parse_providers(text: str, strict_names: bool = False) -> list[str]:
+    """``"cpu,cuda"`` or full names -> short names; raises ValueError naming the valid ones.
+
+    ``strict_names`` refuses surrounding whitespace (a dict key ``"cuda "`` is a typo, not a list).
+    """
     out = []
     for raw in text.split(","):
-        name = raw.strip()
-        if not name:
+        name = raw if strict_names else raw.strip()
+        if not name and not strict_names:
             continue
-        short = name.lower() if name.lower() in SHORT_NAMES else FULL_NAMES.get(name)
+        short = name.lower() if name.lower() in known() else FULL_NAMES.get(name)
         if short is None:
             raise ValueError(
-                f"unknown execution provider {name!r}; valid: {', '.join(SHORT_NAMES)} "
+                f"unknown execution provider {name!r}; valid: {', '.join(known())} "
                 f"(or ONNX Runtime's full names such as {SHORT_NAMES['cuda']})"
             )
         if short not in out:
@@ -72,166 +110,201 @@ def parse_providers(text: str) -> list[str]:
 
 
 def parse_provider_options(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["cuda:device_id=1", "cuda:arena_extend_strategy=kSameAsRequested"]`` -> per provider dict."""
+    """``["cuda:device_id=1", "cuda:use_tf32=0"]`` -> per provider dict."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         provider, sep, rest = item.partition(":")
         key, eq, value = rest.partition("=")
-        if not sep or not eq or not key:
+        if not sep or not eq or not key.strip():
             raise ValueError(f"provider option {item!r} is not PROVIDER:KEY=VALUE (e.g. cuda:device_id=1)")
         (short,) = parse_providers(provider)
+        if short == "cpu":
+            raise ValueError(
+                f"provider option {item!r}: the CPU provider takes no provider options in ONNX Runtime; "
+                "session options (threads, optimization level) are set by the plugin"
+            )
         out.setdefault(short, {})[key.strip()] = value.strip()
     return out
 
 
-class ProviderUnavailable(OnnxParityError):
-    """This ONNX Runtime install does not have the provider; the plugin skips (or fails, if required)."""
+_ADDED: dict[str, ProviderDefinition] = {}
 
-    def __init__(self, short: str, available: list[str]) -> None:
-        self.short = short
-        super().__init__(
-            f"execution provider {short!r} ({SHORT_NAMES[short]}) is not available in this ONNX Runtime install "
-            f"(available: {', '.join(available)}); install {PACKAGES.get(short, 'a build that has it')}"
+
+def register(definitions: list[ProviderDefinition]) -> dict[str, ProviderDefinition]:
+    """Make ``definitions`` the added providers (``pytest_onnxparity_providers``); returns the previous ones."""
+    previous = dict(_ADDED)
+    for definition in definitions:
+        if definition.name in SHORT_NAMES:
+            raise ValueError(f"provider {definition.name!r} is built in; give the added provider another name")
+    _ADDED.clear()
+    _ADDED.update({d.name: d for d in definitions})
+    return previous
+
+
+def known() -> list[str]:
+    return [*SHORT_NAMES, *_ADDED]
+
+
+def definition(short: str) -> ProviderDefinition:
+    if short in _ADDED:
+        return _ADDED[short]
+    return ProviderDefinition(short, SHORT_NAMES[short], PACKAGES.get(short, "a build that has it"))
+
+
+def precision(short: str, options: Mapping[str, str]) -> Precision:
+    """At which precision ``short`` runs a float32 graph with these options (see each provider's docs)."""
+    defined = definition(short)
+    if defined.precision is not None:
+        return defined.precision(options)
+    if short == "openvino":
+        return _openvino_precision(options)
+    if short == "cuda":
+        if options.get("use_tf32", "1") != "0":
+            return Precision(
+                "tf32",
+                "the CUDA provider's default use_tf32=1: MatMul/Conv use TF32 tensor cores on Ampere and newer GPUs",
+                "--onnx-provider-options=cuda:use_tf32=0",
+            )
+    if short == "tensorrt":
+        if options.get("trt_fp16_enable", "0") not in ("0", "false", "False"):
+            return Precision("f16", "trt_fp16_enable=1", "drop trt_fp16_enable")
+        return Precision("tf32", "TensorRT allows TF32 kernels by default on Ampere and newer GPUs")
+    if short in ("coreml", "dml"):
+        return Precision("f16", f"{short} may run float32 graphs in half precision on the GPU/ANE")
+    return Precision("f32", "float32 kernels")
+
+
+_OV_HINT = '--onnx-provider-options=openvino:load_config={"CPU":{"INFERENCE_PRECISION_HINT":"f32"}}'
+
+
+def _openvino_precision(options: Mapping[str, str]) -> Precision:
+    """OpenVINO's CPU plugin runs bf16 by default where the CPU has native bf16 (AVX512_BF16 / AMX).
+
+    The plugin EP (onnxruntime-ep-openvino) keeps OpenVINO's default; the classic EP (onnxruntime-openvino)
+    asks for f32 on CPU unless ``precision`` says otherwise. ``load_config``'s INFERENCE_PRECISION_HINT
+    overrides both.
+    """
+    device = options.get("device_type", "CPU").upper()
+    try:
+        config = json.loads(options.get("load_config", "{}") or "{}")
+        hint = str(config.get(device.split(":")[0], {}).get("INFERENCE_PRECISION_HINT", "")).lower()
+    except (ValueError, AttributeError):
+        hint = ""
+    if hint:
+        return Precision(hint, "load_config's INFERENCE_PRECISION_HINT", _OV_HINT)
+    devices = plugin_devices("openvino")
+    if not devices and "precision" in options:
+        name = {"FP32": "f32", "ACCURACY": "f32", "FP16": "f16"}.get(options["precision"].upper(), "f32")
+        return Precision(name, f"precision={options['precision']}", "--onnx-provider-options=openvino:precision=FP32")
+    if not device.startswith("CPU"):
+        return Precision("f16", f"OpenVINO's {device} default", "--onnx-provider-options=openvino:precision=FP32")
+    if not devices:
+        return Precision("f32", "the classic OpenVINO provider (onnxruntime-openvino) asks for f32 on CPU")
+    if "BF16" in str(devices[0].ep_metadata.get("OPTIMIZATION_CAPABILITIES", "")):
+        return Precision(
+            "bf16", "OpenVINO's CPU default on this CPU, which has native bf16 (AVX512_BF16/AMX)", _OV_HINT
         )
+    return Precision("f32", "OpenVINO's CPU default on this CPU (no native bf16)")
 
 
-@dataclasses.dataclass
-class Placement:
-    """Which providers a session uses and how many graph nodes each one executed."""
-
-    providers: list[str]
-    nodes: dict[str, int] = dataclasses.field(default_factory=dict)
-    fallback_ops: dict[str, int] = dataclasses.field(default_factory=dict)
+#: Plugin execution providers shipped as Python packages: short name -> (module, registration name).
+PLUGIN_PACKAGES = {"openvino": ("onnxruntime_ep_openvino", "OpenVINO")}
+#: Plugin libraries this process registered: None when it worked, else the loader's error.
+_registered: dict[str, str | None] = {}
 
 
-def _plugin_devices(short: str) -> list[Any]:
-    """Register the provider's plugin library when a package brings one; return its devices."""
+def plugin_package(short: str) -> Any:
+    """The plugin EP's Python package when installed (and ONNX Runtime can take plugin EPs), else None."""
+    import importlib
+    import importlib.util
+
     import onnxruntime as ort
 
-    full = SHORT_NAMES[short]
-    _built_in_providers(ort)
-    if short in PLUGIN_PACKAGES and short not in _registered_plugins:
-        module_name, registration = PLUGIN_PACKAGES[short]
+    if short not in PLUGIN_PACKAGES or not hasattr(ort, "register_execution_provider_library"):
+        return None
+    if importlib.util.find_spec(PLUGIN_PACKAGES[short][0]) is None:
+        return None
+    return importlib.import_module(PLUGIN_PACKAGES[short][0])
+
+
+def plugin_devices(short: str) -> list[Any]:
+    """Devices a plugin EP offers (registering its package's library once); raises if the library fails to load.
+
+    Compiled-in providers (the classic onnxruntime-openvino wheel, onnxruntime-gpu) list no EP devices.
+    """
+    import onnxruntime as ort
+
+    module = plugin_package(short)
+    if module is not None and short not in _registered:
         try:
-            module = __import__(module_name)
-        except ImportError:
-            module = None
-        if module is not None:
-            try:
-                ort.register_execution_provider_library(registration, module.get_library_path())
-            except Exception as exc:  # registering twice in one process raises; anything else is real
-                if "already" not in str(exc).lower():
-                    raise OnnxParityError(f"registering the {short} plugin provider failed: {exc}") from exc
-            _registered_plugins.add(short)
+            ort.register_execution_provider_library(PLUGIN_PACKAGES[short][1], module.get_library_path())
+            _registered[short] = None
+        except Exception as exc:  # registering twice in one process raises; anything else is a load failure
+            _registered[short] = None if "already" in str(exc).lower() else str(exc)
+    if _registered.get(short):
+        raise OnnxParityError(str(_registered[short]))
     if not hasattr(ort, "get_ep_devices"):
         return []
-    return [d for d in ort.get_ep_devices() if d.ep_name == full]
+    return [d for d in ort.get_ep_devices() if d.ep_name == SHORT_NAMES.get(short)]
 
 
-def available_providers() -> list[str]:
-    """Short names of the providers this process can use (built-in and registered plugins)."""
+def unavailable(short: str) -> Unavailable | None:
+    """Why ``short`` cannot run in this process, or None when a session may be opened."""
     import onnxruntime as ort
 
-    names = {FULL_NAMES[p] for p in ort.get_available_providers() if p in FULL_NAMES}
-    names |= {short for short in PLUGIN_PACKAGES if _plugin_devices(short)}
-    return [s for s in SHORT_NAMES if s in names]
-
-
-def open_session(
-    path: str | os.PathLike[str],
-    short: str,
-    options: Mapping[str, str] | None = None,
-    profile_dir: Path | None = None,
-    threads: int | None = None,
-) -> tuple[Any, Placement]:
-    """An InferenceSession on ``short`` (CPU as the fallback ONNX Runtime always adds).
-
-    With ``profile_dir``, one profiled run is left to the caller: see :func:`placement_from_profile`.
-    """
-    import onnxruntime as ort
-
-    full = SHORT_NAMES[short]
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    if profile_dir is not None:
-        so.enable_profiling = True
-        so.profile_file_prefix = str(profile_dir / f"ort_profile_{short}")
-    options = dict(options or {})
+    defined = definition(short)
+    if defined.availability is not None:
+        return defined.availability()
+    module = plugin_package(short)
+    version = f"{module.__name__} {getattr(module, '__version__', '')}".strip() if module is not None else ""
     try:
-        if short == "cpu":
-            session = ort.InferenceSession(os.fspath(path), so, providers=[(full, options)])
-        else:
-            session = _provider_session(ort, os.fspath(path), so, short, options)
-    except ProviderUnavailable:
-        raise
-    except Exception as exc:
-        raise OnnxParityError(f"ONNX Runtime could not create a session on {short}: {exc}") from exc
-    used = session.get_providers()
-    if full not in used:
-        raise OnnxParityError(
-            f"ONNX Runtime was asked for {full} but the session runs on {used}: the provider failed to initialise "
-            f"and ONNX Runtime fell back silently (check its libraries, e.g. CUDA/cuDNN for cuda, and "
-            f"the provider options {options or '{}'})"
+        if plugin_devices(short):
+            return None
+    except OnnxParityError as exc:
+        return Unavailable("load-failure", f"{version} is installed but its library failed to load: {exc}")
+    if short in _registered:
+        return Unavailable(
+            "no-device",
+            f"{version} is installed but offers no {short} device on this machine (it looks for Intel CPUs, GPUs "
+            f"and NPUs; this CPU is {cpu_name()!r}); on such a machine use the classic wheel: "
+            "pip install onnxruntime-openvino",
         )
-    return session, Placement(used)
-
-
-def _provider_session(ort: Any, path: str, so: Any, short: str, options: dict[str, str]) -> Any:
-    """A session on a built-in provider (``providers=[...]``) or a plugin one (``add_provider_for_devices``).
-
-    Plugin providers show up in ``get_available_providers()`` once registered, yet ``providers=[...]`` does
-    not run them (the session silently stays on CPU), so a registered plugin always goes through its devices.
-    """
-    full = SHORT_NAMES[short]
-    devices = _plugin_devices(short)
-    if devices and (short in _registered_plugins or full not in _built_in_providers(ort)):
-        so.add_provider_for_devices(devices, options)
-        return ort.InferenceSession(path, so)
-    if full in ort.get_available_providers():
-        session = ort.InferenceSession(path, so, providers=[(full, options), "CPUExecutionProvider"])
-        if full not in session.get_providers() and devices:
-            so.add_provider_for_devices(devices, options)  # a plugin registered outside this plugin
-            session = ort.InferenceSession(path, so)
-        return session
-    raise ProviderUnavailable(short, available_providers())
-
-
-_BUILT_IN: list[str] = []
-
-
-def _built_in_providers(ort: Any) -> list[str]:
-    """The providers compiled into this ONNX Runtime build, as listed before any plugin registration."""
-    if not _BUILT_IN:
-        _BUILT_IN.extend(ort.get_available_providers())
-    return _BUILT_IN
-
-
-def placement_from_profile(session: Any, short: str) -> Placement:
-    """End profiling and count the nodes each provider executed (ONNX Runtime's own record)."""
-    profile = session.end_profiling()
-    nodes: dict[str, set[str]] = collections.defaultdict(set)
-    ops: dict[str, str] = {}
-    try:
-        events = json.loads(Path(profile).read_text())
-    finally:
-        Path(profile).unlink(missing_ok=True)
-    for event in events:
-        args = event.get("args") or {}
-        if event.get("cat") == "Node" and "provider" in args:
-            node = event["name"].rsplit("_kernel_time", 1)[0]
-            nodes[FULL_NAMES.get(args["provider"], args["provider"])].add(node)
-            ops[node] = args.get("op_name", "?")
-    full = SHORT_NAMES[short]
-    fallback: dict[str, int] = collections.Counter(
-        ops[n] for provider, names in nodes.items() if provider != short for n in names
+    if defined.ort_name in ort.get_available_providers():
+        return None
+    return Unavailable(
+        "not-installed",
+        f"execution provider {short!r} ({defined.ort_name}) is not installed in this environment "
+        f"(this ONNX Runtime has {', '.join(ort.get_available_providers())}); pip install {defined.package}",
     )
-    placement = Placement(session.get_providers(), {p: len(n) for p, n in nodes.items()}, dict(fallback))
-    if short != "cpu" and nodes and not nodes.get(short):
-        raise OnnxParityError(
-            f"{full} executed none of the graph's {sum(placement.nodes.values())} nodes: every node fell back to "
-            f"CPU ({', '.join(f'{op} x{n}' for op, n in sorted(fallback.items()))}). The result would only test "
-            "the CPU provider; check the provider's supported operators and opset."
-        )
-    return placement
+
+
+#: What ONNX Runtime logs when a provider's libraries or device are missing (it then falls back to CPU).
+_LOAD_FAILURE = re.compile(r"(Failed to load library|cannot open shared object|error while loading shared lib)[^\n]*")
+_NO_DEVICE = re.compile(
+    r"(no CUDA-capable device|CUDA driver version is insufficient|no device found|No device"
+    r"|hipErrorNoDevice|Cannot find .* device)[^\n]*",
+    re.IGNORECASE,
+)
+
+
+def diagnose_fallback(short: str, log: str) -> Unavailable | None:
+    """Read ONNX Runtime's log of a session that came up without ``short``: a missing library or device?"""
+    for kind, pattern in (("load-failure", _LOAD_FAILURE), ("no-device", _NO_DEVICE)):
+        found = pattern.search(log)
+        if found:
+            what = "its libraries failed to load" if kind == "load-failure" else "it found no device"
+            return Unavailable(kind, f"execution provider {short!r} is installed but {what}: {found.group(0).strip()}")
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for messages about devices."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

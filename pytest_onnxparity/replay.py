@@ -1,64 +1,99 @@
 """Replay a saved failing check with nothing but onnx, onnxruntime and numpy::
 
-    python -m pytest_onnxparity.replay DIR/<case> [--provider CPUExecutionProvider] [--atol 1e-5 --rtol 1e-4]
+    python -m pytest_onnxparity.replay DIR/<case> [--provider CPUExecutionProvider]
 
 Runs ``model.onnx`` on every ``test_data_set_N/input_K.pb`` and compares with ``output_K.pb`` (the
-framework's outputs) by the plugin's rule ``|onnx - ref| <= atol * max(1, max|ref|) + rtol * |ref|``.
-Exit status 1 when an output differs, so it can gate a script too.
+reference's outputs) by the same rule as the check (``compare.py``), with the tolerances the check
+recorded in ``parity.json``. Exit status 0: parity holds; 1: an output differs; 2: the directory
+cannot be replayed (the message says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import numpy_helper
+from .compare import compare
+from .tolerance import TolerancePolicy
 
 
-def _load(path: Path) -> np.ndarray:
+class ReplayError(Exception):
+    """The directory cannot be replayed; the message says what is missing."""
+
+
+def _load(path: Path) -> Any:
+    import onnx
+    from onnx import numpy_helper
+
+    if not path.is_file():
+        raise ReplayError(
+            f"{path} is missing; the artifact directory is incomplete (re-run the failing test with --onnx-artifacts)"
+        )
     tensor = onnx.TensorProto()
     tensor.ParseFromString(path.read_bytes())
     return numpy_helper.to_array(tensor)
 
 
-def replay(case: Path, provider: str = "CPUExecutionProvider", atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+def _policy(case: Path) -> TolerancePolicy:
+    """The per-output tolerances the check used (positions), else the dtype defaults."""
+    record = case / "parity.json"
+    if not record.is_file():
+        return TolerancePolicy()
+    outputs = json.loads(record.read_text()).get("outputs", [])
+    return TolerancePolicy(
+        atol={f"output {k}": float(o["tolerance"][0]) for k, o in enumerate(outputs)},
+        rtol={f"output {k}": float(o["tolerance"][1]) for k, o in enumerate(outputs)},
+    )
+
+
+def replay(case: Path, provider: str = "CPUExecutionProvider") -> tuple[bool, list[str]]:
+    """(parity holds, one line per data set). Raises :class:`ReplayError` when there is nothing to replay."""
+    import onnxruntime as ort
+
+    if not case.is_dir():
+        raise ReplayError(f"{case} is not a directory; pass a directory written by --onnx-artifacts")
+    if not (case / "model.onnx").is_file():
+        raise ReplayError(f"{case} has no model.onnx; pass a directory written by --onnx-artifacts")
+    sets = sorted(p for p in case.glob("test_data_set_*") if p.is_dir())
+    if not sets:
+        raise ReplayError(f"{case} has no test_data_set_* directory: there is nothing to replay")
+    policy = _policy(case)
     session = ort.InferenceSession(str(case / "model.onnx"), providers=[provider])
     names = [i.name for i in session.get_inputs()]
-    ok = True
-    for data in sorted(case.glob("test_data_set_*")):
+    ok, lines = True, []
+    for data in sets:
         feed = {name: _load(data / f"input_{k}.pb") for k, name in enumerate(names)}
-        got = session.run(None, feed)
-        for k, actual in enumerate(got):
-            expected = _load(data / f"output_{k}.pb")
-            if expected.shape != actual.shape:
-                print(f"{data.name} output {k}: shape {actual.shape} vs expected {expected.shape}")
-                ok = False
-                continue
-            with np.errstate(invalid="ignore"):
-                scale = max(1.0, float(np.nanmax(np.abs(np.where(np.isfinite(expected), expected, 0)), initial=0)))
-                diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-                bad = ~(diff <= atol * scale + rtol * np.abs(expected)) & ~(np.isnan(actual) & np.isnan(expected))
-                bad &= ~(np.isinf(actual) & (actual == expected))
-            print(
-                f"{data.name} output {k}: {int(bad.sum())} of {bad.size} elements differ, max abs diff "
-                f"{float(np.nanmax(np.where(np.isnan(diff), np.inf, diff), initial=0)):.3g}"
-            )
-            ok &= not bad.any()
-    return ok
+        expected = {f"output {k}": _load(data / f"output_{k}.pb") for k in range(len(session.get_outputs()))}
+        try:
+            got = session.run(None, feed)
+        except Exception as exc:
+            lines.append(f"{data.name}: ONNX Runtime failed: {type(exc).__name__}: {str(exc)[:500]}")
+            ok = False
+            continue
+        verdict = compare(expected, {f"output {k}": v for k, v in enumerate(got)}, policy, check_names=False)
+        worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
+        lines.append(
+            f"{data.name}: "
+            + (f"parity holds (max abs diff {worst:.3g})" if verdict.passed else f"{verdict.kind}: {verdict.problem}")
+        )
+        ok &= verdict.passed
+    return ok, lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", type=Path, help="a directory written by --onnx-artifacts")
     parser.add_argument("--provider", default="CPUExecutionProvider")
-    parser.add_argument("--atol", type=float, default=1e-5)
-    parser.add_argument("--rtol", type=float, default=1e-4)
     args = parser.parse_args(argv)
-    ok = replay(args.case, args.provider, args.atol, args.rtol)
+    try:
+        ok, lines = replay(args.case, args.provider)
+    except ReplayError as exc:
+        print(f"cannot replay: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
     print("parity OK" if ok else "parity FAILED")
     return 0 if ok else 1
 

@@ -5,40 +5,43 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .spec import OutputResult
+from .compare import OutputFigures
 
 
 @dataclasses.dataclass
-class ExampleFailure:
+class Failure:
     """What went wrong on the input set that exposed a difference."""
 
-    kind: str  # count | names | dtype | shape | nonfinite | values | onnxruntime-error | provider-vs-cpu
+    # count | names | dtype | shape | nonfinite | values | onnxruntime-error | provider-vs-cpu | ...
+    kind: str
     message: str
     recipe: dict[str, Any]
     recipe_text: str
     input_shapes: dict[str, list[int]]
     output: str | None = None
-    #: Per-output figures on the failing input: name -> dict(mismatched, total, max/mean abs/rel ...).
-    figures: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    #: Rows of the worst elements: dict(output, index, reference, onnx, abs_diff, allowed).
+    #: Per-output figures on the failing input (the outputs that differ, and the one that failed).
+    figures: list[OutputFigures] = dataclasses.field(default_factory=list)
+    #: The worst elements: dict(output, index, reference, onnx, abs_diff, allowed).
     worst: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: For a provider other than CPU: ONNX Runtime's CPU provider on the same input, against the reference.
+    cpu_verdict: str = ""
 
 
 @dataclasses.dataclass
 class ParityReport:
-    """The outcome of one ``onnx_parity(...)`` call."""
+    """The outcome of one parity check (``onnx_parity(...)`` or :func:`pytest_onnxparity.check`)."""
 
     passed: bool
     provider: str
     examples: int
-    outputs: list[OutputResult]
+    outputs: list[OutputFigures]
     onnx_path: str | None
     framework: str = ""
     exporter: str = ""
     opset: int | None = None
     seed: int = 0
     nodeid: str = ""
-    failure: ExampleFailure | None = None
+    failure: Failure | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     export_notes: list[str] = dataclasses.field(default_factory=list)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -48,19 +51,32 @@ class ParityReport:
     fallback_nodes: dict[str, int] = dataclasses.field(default_factory=dict)
     #: The provider options the session was created with (``--onnx-provider-options``).
     provider_options: dict[str, str] = dataclasses.field(default_factory=dict)
-    #: Where the framework's reference ran, e.g. "torch on cuda".
+    #: The arithmetic the provider ran in, e.g. "f32 (float32 kernels)" or "bf16 (...)".
+    precision: str = ""
+    #: Why the tolerances differ from the dtype defaults ("" when they do not).
+    tolerance_reason: str = ""
+    #: What ONNX Runtime and the provider logged while the session was created and run.
+    provider_log: list[str] = dataclasses.field(default_factory=list)
+    #: Where the reference ran, e.g. "torch on cuda".
     reference: str = ""
     #: Provider vs ONNX Runtime's CPU provider on the same inputs (empty when the provider is CPU).
-    versus_cpu: list[OutputResult] = dataclasses.field(default_factory=list)
+    versus_cpu: list[OutputFigures] = dataclasses.field(default_factory=list)
+    #: Per dynamic axis: sizes planned and checked, the largest reached, sizes skipped and why.
+    reach: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     repro: str = ""
     artifacts: str | None = None
 
-    def worst_output(self) -> OutputResult | None:
+    def worst_output(self) -> OutputFigures | None:
         """The output closest to (or furthest past) its tolerance."""
         return max(self.outputs, key=lambda o: o.tolerance_used, default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["outputs"] = [o.to_dict() for o in self.outputs]
+        out["versus_cpu"] = [o.to_dict() for o in self.versus_cpu]
+        if self.failure is not None:
+            out["failure"]["figures"] = [o.to_dict() for o in self.failure.figures]
+        return out
 
     def text(self) -> str:
         return "\n".join(self.lines())
@@ -73,29 +89,8 @@ class ParityReport:
         ]
         if self.onnx_path:
             lines.append(f"  ONNX model: {self.onnx_path}")
-        failure = self.failure
-        if failure is not None:
-            lines.append(f"  {failure.kind}: {failure.message}")
-            lines.append(f"  on input: {failure.recipe_text}")
-            shapes = ", ".join(f"{k}{tuple(v)}" for k, v in failure.input_shapes.items())
-            lines.append(f"  input shapes: {shapes}")
-            for name, fig in failure.figures.items():
-                lines.append(
-                    f"  output {name!r}: {fig['mismatched']} of {fig['total']} elements differ; "
-                    f"max abs diff {fig['max_abs_diff']:.3g}, mean abs diff {fig['mean_abs_diff']:.3g}, "
-                    f"max rel diff {fig['max_rel_diff']:.3g}, mean rel diff {fig['mean_rel_diff']:.3g} "
-                    f"(atol {fig['atol']:g}, rtol {fig['rtol']:g})"
-                )
-            if failure.worst:
-                lines.append("  worst elements:")
-                lines.append(
-                    f"    {'output':<16} {'index':<18} {'reference':>14} {'onnx':>14} {'|diff|':>11} {'allowed':>11}"
-                )
-                for row in failure.worst:
-                    lines.append(
-                        f"    {row['output']:<16} {tuple(row['index'])!s:<18} {row['reference']:>14.7g} "
-                        f"{row['onnx']:>14.7g} {row['abs_diff']:>11.4g} {row['allowed']:>11.4g}"
-                    )
+        if self.failure is not None:
+            lines += _failure_lines(self.failure)
         else:
             for out in self.outputs:
                 lines.append(
@@ -107,19 +102,58 @@ class ParityReport:
                 f"  vs CPU provider, output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, "
                 f"{out.tolerance_used:.1%} of tolerance used"
             )
-        if self.reference:
-            lines.append(f"  reference: {self.reference}")
-        if self.executed_providers:
-            lines.append(f"  ONNX Runtime providers: {', '.join(self.executed_providers)}")
-        if self.fallback_nodes:
-            fb = ", ".join(f"{op} x{n}" for op, n in sorted(self.fallback_nodes.items()))
-            lines.append(f"  nodes that fell back to CPU: {fb}")
-        for note in self.export_notes:
-            lines.append(f"  export: {note}")
-        for warning in self.warnings:
-            lines.append(f"  warning: {warning}")
+        facts = [
+            ("reference", self.reference),
+            ("precision", self.precision),
+            ("tolerance", self.tolerance_reason),
+            ("ONNX Runtime providers", ", ".join(self.executed_providers)),
+            ("node placement", ", ".join(f"{p} {n}" for p, n in self.node_placement.items())),
+            ("nodes that fell back to CPU", ", ".join(f"{op} x{n}" for op, n in sorted(self.fallback_nodes.items()))),
+        ]
+        lines += [f"  {label}: {value}" for label, value in facts if value]
+        lines += [f"  reach: {reach_text(self.reach)}"] if self.reach else []
+        lines += [f"  export: {note}" for note in self.export_notes]
+        lines += [f"  provider log: {entry}" for entry in self.provider_log]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
         if self.artifacts:
             lines.append(f"  artifacts: {self.artifacts}")
         if self.repro:
             lines.append(f"  reproduce: {self.repro}")
         return lines
+
+
+def _failure_lines(failure: Failure) -> list[str]:
+    lines = [f"  {failure.kind}: {failure.message}", f"  on input: {failure.recipe_text}"]
+    shapes = ", ".join(f"{k}{tuple(v)}" for k, v in failure.input_shapes.items())
+    lines.append(f"  input shapes: {shapes}")
+    if failure.cpu_verdict:
+        lines.append(f"  CPU provider on the same input: {failure.cpu_verdict}")
+    for fig in failure.figures:
+        lines.append(
+            f"  output {fig.name!r}: {fig.mismatched} of {fig.total} elements differ; max abs diff "
+            f"{fig.max_abs_diff:.3g}, mean abs diff {fig.mean_abs_diff:.3g}, max rel diff {fig.max_rel_diff:.3g}, "
+            f"mean rel diff {fig.mean_rel_diff:.3g} (atol {fig.atol:g}, rtol {fig.rtol:g})"
+        )
+    if failure.worst:
+        lines.append("  worst elements:")
+        lines.append(f"    {'output':<16} {'index':<18} {'reference':>14} {'onnx':>14} {'|diff|':>11} {'allowed':>11}")
+        for row in failure.worst:
+            lines.append(
+                f"    {row['output']:<16} {tuple(row['index'])!s:<18} {row['reference']:>14.7g} "
+                f"{row['onnx']:>14.7g} {row['abs_diff']:>11.4g} {row['allowed']:>11.4g}"
+            )
+    return lines
+
+
+def reach_text(reach: dict[str, dict[str, Any]]) -> str:
+    """``batch 1..17 (3 sizes); seq 1..64 (6 sizes), 128 skipped: time budget``."""
+    parts = []
+    for dim, figures in reach.items():
+        checked = figures["checked"]
+        text = f"{dim} {min(checked)}..{max(checked)} ({len(checked)} sizes)" if checked else f"{dim} none checked"
+        skipped = figures["skipped"]
+        if skipped:
+            text += ", skipped " + ", ".join(f"{size} ({why})" for size, why in list(skipped.items())[:3])
+            text += f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        parts.append(text)
+    return "; ".join(parts)

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _pytest import pytester as _pytester
-
-# pytester restores sys.modules after every inner session. Compiled extensions that registered global
-# state (torch's operator libraries, onnxruntime, TensorFlow) cannot be imported twice in one process, so
-# a module first imported inside an inner session must outlive it: keep everything but the inner sessions'
-# own test modules and conftests. (Private pytest API; running every inner session in a subprocess instead
-# would re-import torch and re-warm the exporter each time, minutes in all.)
-_original_snapshot_init = _pytester.SysModulesSnapshot.__init__
-
-
-def _snapshot_init(self: _pytester.SysModulesSnapshot, preserve: Callable[[str], bool] | None = None) -> None:
-    def keep(name: str) -> bool:
-        inner = name.split(".")[0].startswith(("test_", "conftest"))
-        return not inner or (preserve is not None and preserve(name))
-
-    _original_snapshot_init(self, preserve=keep)
-
-
-_pytester.SysModulesSnapshot.__init__ = _snapshot_init  # type: ignore[method-assign]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _frameworks_loaded() -> None:
+    """Load the exporters' lazily imported machinery once, in this process.
+
+    pytester's inline runs drop the modules an inner session imported; compiled extensions (torch's
+    operator libraries, TensorFlow) cannot be imported twice in one process, so the outer session runs
+    one tiny export of each framework first and the inner sessions find everything loaded.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importlib.import_module("transformers")
+        for exporter in ("dynamo", "torchscript"):
+            from pytest_onnxparity import check
+
+            check(torch.nn.Linear(2, 2).eval(), torch.zeros(2, 2), exporter=exporter, examples=0)
+        try:
+            import numpy as np
+
+            from sample_models.keras_models import build
+
+            model, example, _ = build("two_in_two_out")
+            check(model, example, examples=0)
+            check(build("tf_function")[0], np.zeros((2, 5), np.float32), examples=0)
+        except ImportError:  # the tensorflow extra is not installed: its tests skip
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -36,21 +48,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
     def get(name: str) -> Path:
         if name not in cache:
-            import importlib
-
-            from pytest_onnxparity import adapters
-            from pytest_onnxparity.inputs import resolve_dynamic_axes
-            from pytest_onnxparity.settings import resolve
+            from pytest_onnxparity import check
 
             framework, _, model_name = name.rpartition("/")
             module = importlib.import_module(f"sample_models.{framework or 'torch'}_models")
             model, example, options = module.build(model_name)
-            settings = resolve(options, {}, {})
-            prepared = adapters.prepare(model, example, settings)
-            axes = resolve_dynamic_axes(prepared.example, settings, prepared.model_dynamic_axes)
-            path = tmp_path_factory.mktemp(f"export_{model_name}") / "model.onnx"
-            prepared.export(path, axes, settings)
-            cache[name] = path
+            workdir = tmp_path_factory.mktemp(f"export_{model_name}")
+            report = check(model, example, workdir=workdir, examples=0, **options)
+            cache[name] = Path(report.onnx_path or "")
         return cache[name]
 
     return get
@@ -75,6 +80,17 @@ def plant(exported: Callable[[str], Path], tmp_path: Path) -> Callable[..., Path
 def failure_text(reprec: pytest.HookRecorder) -> dict[str, str]:
     """nodeid -> failure text of every failed test of an inline run."""
     return {r.nodeid: r.longreprtext for r in reprec.getreports("pytest_runtest_logreport") if r.failed}
+
+
+def parity_warnings(reprec: pytest.HookRecorder) -> list[str]:
+    """The plugin's own warnings of an inline run (pytest's other warnings vary with how it was started)."""
+    from pytest_onnxparity import OnnxParityWarning
+
+    return [
+        str(call.warning_message.message)
+        for call in reprec.getcalls("pytest_warning_recorded")
+        if issubclass(call.warning_message.category, OnnxParityWarning)
+    ]
 
 
 def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name: str, path: Path, *args: str) -> str:

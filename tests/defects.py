@@ -166,7 +166,7 @@ DEFECTS: dict[str, Defect] = {
     "weight_off_1e-3": ("mlp", weight_off, "values", False),
     "relu_clipped_at_6": ("cnn", relu_clipped_at_6, "values", True),
     "nan_on_exact_zeros": ("mlp", nan_on_exact_zeros, "nonfinite", True),
-    "batch_fixed_at_1": ("cnn", batch_fixed_at_1, "onnxruntime-error", False),
+    "batch_fixed_at_1": ("cnn", batch_fixed_at_1, "shape-contract", False),
     "outputs_swapped": ("two_in_two_out", outputs_swapped, "names", False),
     "bert_attention_mask_ignored": ("bert", lambda m: mask_ignored(m, "attention_mask"), "values", False),
     "encoder_padding_mask_ignored": ("encoder", lambda m: mask_ignored(m, "padding_mask"), "values", False),
@@ -181,7 +181,7 @@ KERAS_DEFECTS: dict[str, Defect] = {
     "weight_off_1e-3": ("batchnorm_dropout", weight_off, "values", False),
     "relu_clipped_at_6": ("cnn", relu_clipped_at_6, "values", True),
     "nan_on_exact_zeros": ("tf_function", nan_on_exact_zeros, "nonfinite", True),
-    "batch_fixed_at_1": ("cnn", batch_fixed_at_1, "onnxruntime-error", False),
+    "batch_fixed_at_1": ("cnn", batch_fixed_at_1, "shape-contract", False),
     "outputs_swapped": ("two_in_two_out", outputs_swapped, "names", False),
     # The example's largest id is below 48 of a 50-token vocabulary: only ids 49 are clamped.
     "token_ids_clamped": ("lstm", lambda m: token_ids_clamped(m, "tokens", 48), "values", True),

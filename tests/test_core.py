@@ -1,27 +1,30 @@
-"""The framework-free core: the pass rule, the check order, input recipes and settings resolution."""
+"""The framework-free core: the pass rule, the check order, input recipes and option resolution."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pytest_onnxparity.compare import compare, default_tolerance, tolerance_for
+from pytest_onnxparity.compare import compare
 from pytest_onnxparity.errors import OnnxParityUsageError
-from pytest_onnxparity.inputs import build_specs, edge_recipes, materialize, resolve_dynamic_axes
-from pytest_onnxparity.settings import Settings, resolve
-from pytest_onnxparity.spec import Recipe
+from pytest_onnxparity.inputs import axis_limits, axis_plan, edge_recipes, materialize
+from pytest_onnxparity.settings import CheckOptions, resolve
+from pytest_onnxparity.spec import Recipe, build_specs, resolve_dynamic_axes
+from pytest_onnxparity.tolerance import TolerancePolicy
 
 
 def _one(ref, got, atol=None, rtol=None, **kw):
-    return compare(["y"], [np.asarray(ref)], ["y"], [np.asarray(got)], atol, rtol, **kw)
+    return compare({"y": np.asarray(ref)}, {"y": np.asarray(got)}, TolerancePolicy(atol, rtol), **kw)
 
 
 class TestPassRule:
     def test_defaults_by_dtype(self) -> None:
-        assert default_tolerance(np.float32) == (1e-5, 1e-4)
-        assert default_tolerance(np.float16) == (1e-3, 1e-2)
-        assert default_tolerance(np.int64) == (0.0, 0.0)
-        assert default_tolerance(np.bool_) == (0.0, 0.0)
+        policy = TolerancePolicy()
+        assert policy.for_output("y", "float32") == (1e-5, 1e-4)
+        assert policy.for_output("y", "float16") == (1e-3, 1e-2)
+        assert policy.for_output("y", "bfloat16") == (1e-2, 2e-2)
+        assert policy.for_output("y", "int64") == (0.0, 0.0)
+        assert policy.for_output("y", "bool") == (0.0, 0.0)
 
     def test_atol_scales_with_the_outputs_magnitude(self) -> None:
         ref = np.array([1000.0, -500.0, 0.001], np.float32)
@@ -33,16 +36,17 @@ class TestPassRule:
         assert result.outputs[0].mismatched == 3
 
     def test_user_tolerance_per_output_and_exact_integers(self) -> None:
-        assert tolerance_for("y", np.float32, {"y": 0.5}, None) == (0.5, 1e-4)
-        assert tolerance_for("z", np.float32, {"y": 0.5}, None) == (1e-5, 1e-4)
-        assert tolerance_for("ids", np.int64, 0.5, 0.5) == (0.0, 0.0)
+        assert TolerancePolicy({"y": 0.5}).for_output("y", "float32") == (0.5, 1e-4)
+        assert TolerancePolicy({"y": 0.5}).for_output("z", "float32") == (1e-5, 1e-4)
+        assert TolerancePolicy(0.5, 0.5).for_output("ids", "int64") == (0.0, 0.0)
         assert not _one(np.array([1, 2]), np.array([1, 3]), atol=10).passed
 
     def test_check_order_count_names_dtype_shape(self) -> None:
         a = np.zeros(3, np.float32)
-        assert compare(["y"], [a], ["y", "z"], [a, a], None, None).kind == "count"
-        assert compare(["y", "z"], [a, a], ["z", "y"], [a, a], None, None).kind == "names"
-        assert compare(["y", "z"], [a, a], ["z", "y"], [a, a], None, None, check_names=False).passed
+        policy = TolerancePolicy()
+        assert compare({"y": a}, {"y": a, "z": a}, policy).kind == "count"
+        assert compare({"y": a, "z": a}, {"z": a, "y": a}, policy).kind == "names"
+        assert compare({"y": a, "z": a}, {"z": a, "y": a}, policy, check_names=False).passed
         assert _one(a, a.astype(np.float64)).kind == "dtype"
         assert _one(a, np.zeros(4, np.float32)).kind == "shape"
 
@@ -58,15 +62,22 @@ class TestPassRule:
         ref = np.zeros((2, 3), np.float32)
         got = ref.copy()
         got[1, 2], got[0, 1] = 0.5, 0.1
-        (out,) = _one(ref, got).outputs
-        assert [w.index for w in out.worst] == [(1, 2), (0, 1)]
-        assert out.max_abs_diff == pytest.approx(0.5)
+        verdict = _one(ref, got)
+        assert [w["index"] for w in verdict.worst] == [(1, 2), (0, 1)]
+        assert verdict.outputs[0].max_abs_diff == pytest.approx(0.5)
+
+    def test_figures_merge_over_input_sets(self) -> None:
+        first = _one(np.zeros(4, np.float32), np.full(4, 1e-6, np.float32)).outputs[0]
+        second = _one(np.zeros(2, np.float32), np.full(2, 3e-6, np.float32)).outputs[0]
+        first.merge(second)
+        assert first.total == 6 and first.max_abs_diff == pytest.approx(3e-6)
+        assert first.mean_abs_diff == pytest.approx((4e-6 + 6e-6) / 6)
 
 
-def _specs(example, settings=None, hints=()):
-    settings = settings or Settings()
-    axes = resolve_dynamic_axes(example, settings, {})
-    return build_specs(example, axes, settings, hints)
+def _specs(example, options=None, hints=()):
+    options = options or CheckOptions()
+    axes = resolve_dynamic_axes(example, options, {})
+    return build_specs(example, axes, options, hints)
 
 
 class TestInputs:
@@ -82,7 +93,7 @@ class TestInputs:
         assert specs["x"].kind == "float"
         assert (specs["ids"].kind, specs["ids"].low, specs["ids"].high) == ("int", 0, 50)  # smallest table >= 10
         assert specs["mask"].kind == "binary" and specs["pad"].kind == "bool"
-        ranged = Settings(input_ranges={"ids": (5, 20)})
+        ranged = CheckOptions(input_ranges={"ids": (5, 20)})
         assert {s.name: (s.low, s.high) for s in _specs(self.example, ranged)}["ids"] == (5, 20)
 
     def test_same_recipe_same_tensors_and_distinct_rows(self) -> None:
@@ -95,37 +106,61 @@ class TestInputs:
         assert a["ids"].min() >= 0 and a["ids"].max() < 50
         assert a["ids"].reshape(-1)[0] == 0 and a["ids"].reshape(-1)[-1] == 49  # both ends of the range
 
-    def test_masks_keep_at_least_one_position_and_include_padding(self) -> None:
+    def test_masks_pad_like_a_tokenizer_and_keep_a_real_token(self) -> None:
         specs = _specs(self.example)
-        for pattern in ("normal", "sparse_zeros", "zeros"):
+        for pattern in ("normal", "uniform", "sparse_zeros", "zeros"):
             arrays = materialize(Recipe("t", (("batch", 32),), pattern, 1.0, 3), specs, self.example)
-            assert (arrays["mask"].sum(-1) >= 1).all() and (arrays["mask"] == 0).any()
+            keep = arrays["mask"].astype(bool)
+            assert (keep.sum(-1) >= 1).all() and (~keep).any()
             assert ((~arrays["pad"]).sum(-1) >= 1).all() and arrays["pad"].any()
+            # right or left padding: the kept positions are one run, no holes
+            runs = [np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0])) for row in keep]
+            assert all(len(r) == 2 for r in runs)
 
-    def test_edge_cases_reach_batches_zeros_and_large_magnitudes(self) -> None:
-        settings = Settings(batch_sizes=(1, 4))
-        specs = _specs({"x": self.example["x"]}, settings)
-        recipes = edge_recipes(specs, settings)
+    def test_edge_cases_reach_a_wide_batch_zeros_and_large_magnitudes(self) -> None:
+        options = CheckOptions()
+        specs = _specs({"x": self.example["x"]}, options)
+        recipes = edge_recipes(specs, options, axis_plan(specs, options, {}))
         assert recipes[0].pattern == "example"
         batches = {r.dims_dict().get("batch") for r in recipes}
-        assert {1, 4} <= batches
+        assert {1, 3} <= batches and max(batches) >= 17
         assert {"zeros", "ones", "constant", "sparse_zeros"} <= {r.pattern for r in recipes}
         assert max(r.scale for r in recipes) == 1e3 and min(r.scale for r in recipes) == 1e-3
 
-    def test_other_dynamic_axes_get_shorter_and_longer_lengths(self) -> None:
-        settings = Settings(dynamic_axes={"x": {0: "batch", 1: "seq"}})
-        specs = build_specs({"x": self.example["x"]}, settings.dynamic_axes, settings)
-        lengths = {r.dims_dict()["seq"] for r in edge_recipes(specs, settings)}
-        assert min(lengths) < 5 < max(lengths)
+    def test_a_sequence_axis_is_walked_to_the_models_limit(self) -> None:
+        options = CheckOptions(dynamic_axes={"ids": {0: "batch", 1: "seq"}})
+        example = {"ids": np.zeros((2, 8), np.int64) + 3}
+        specs = build_specs(example, options.dynamic_axes or {}, options, (100,))
+        with_table = axis_plan(specs, options, axis_limits(specs, sequence_limit=100))["seq"]
+        assert min(with_table) == 1 and max(with_table) == 100 and 8 in with_table
+        assert any(40 < n < 100 for n in with_table)
+        unbounded = axis_plan(specs, options, axis_limits(specs, sequence_limit=None))["seq"]
+        assert max(unbounded) == 512 and any(100 < n < 512 for n in unbounded)
+        chosen = CheckOptions(dynamic_axes=options.dynamic_axes, axis_sizes={"seq": (1, 7, 64)})
+        assert axis_plan(specs, chosen, axis_limits(specs, 100))["seq"] == (1, 7, 64)
+
+    def test_edge_cases_switch_off_by_name(self) -> None:
+        options = resolve({"edge_cases": {"large": False, "zeros": False}}, {}, {})
+        specs = _specs({"x": self.example["x"]}, options)
+        labels = [r.label for r in edge_recipes(specs, options, axis_plan(specs, options, {}))]
+        assert "edge: large magnitude (x1e3)" not in labels and "edge: exact zeros" not in labels
+        assert "edge: ones" in labels and "edge: sparse exact zeros" in labels
 
     def test_conflicting_sizes_of_one_dimension_are_a_usage_error(self) -> None:
         example = {"a": np.zeros((2, 3), np.float32), "b": np.zeros((2, 4), np.float32)}
-        settings = Settings(dynamic_axes={"a": {1: "seq"}, "b": {1: "seq"}})
+        options = CheckOptions(dynamic_axes={"a": {1: "seq"}, "b": {1: "seq"}})
         with pytest.raises(OnnxParityUsageError, match="'seq' is 3 in input 'a' but 4 in 'b'"):
-            build_specs(example, settings.dynamic_axes, settings)
+            build_specs(example, options.dynamic_axes or {}, options)
+
+    def test_a_scalar_input_is_generated(self) -> None:
+        example = {"t": np.array(0.5, np.float32)}
+        specs = _specs(example)
+        for pattern in ("normal", "sparse_zeros", "uniform"):
+            value = materialize(Recipe("t", (), pattern, 1.0, 1), specs, example)["t"]
+            assert value.shape == () and value.dtype == np.float32
 
 
-class TestSettings:
+class TestOptions:
     def test_call_beats_marker_beats_session(self) -> None:
         s = resolve({"atol": 0.1}, {"atol": 0.2, "rtol": 0.3}, {"atol": 0.4, "rtol": 0.5, "examples": 7})
         assert (s.atol, s.rtol, s.examples) == (0.1, 0.3, 7)
@@ -138,15 +173,22 @@ class TestSettings:
         ("options", "message"),
         [
             ({"atol": -1}, "option 'atol': got -1"),
+            ({"atol": float("inf")}, "option 'atol': got inf"),
             ({"exporter": "onnxscript"}, "Use one of 'auto', 'dynamo', 'torchscript'"),
             ({"input_ranges": {"ids": (5, 1)}}, "low < high"),
-            ({"dynamic_axes": {"x": {"0": "b"}}}, "axis '0' of 'x'"),
-            ({"examples": -3}, "Pass 0 (fixed edge cases only) or a positive integer"),
+            ({"dynamic_axes": {"x": {"0": "b"}}}, "Axis '0' of 'x'"),
+            ({"examples": -3}, "Pass 0 (fixed edge cases only)"),
+            ({"examples": 10**6}, "more is a CI hang"),
             ({"provider_tolerances": {"tensor_rt": {"atol": 1}}}, "unknown execution provider 'tensor_rt'"),
+            ({"provider_tolerances": {"cuda ": {"atol": 1}}}, "unknown execution provider 'cuda '"),
+            ({"output_names": ["a", "a"]}, "repeats a name"),
+            ({"edge_cases": {"huge": False}}, "unknown edge case(s) ['huge']"),
+            ({"axis_sizes": {"seq": (0, 4)}}, "axis_sizes['seq']\": got 0"),
+            ({"time_budget": 0}, "Pass a positive, finite number of seconds"),
         ],
     )
     def test_invalid_values_name_the_option_and_the_fix(self, options, message) -> None:
-        with pytest.raises(OnnxParityUsageError, match=None) as info:
+        with pytest.raises(OnnxParityUsageError) as info:
             resolve(options, {}, {})
         assert message in str(info.value)
 
@@ -158,9 +200,9 @@ def test_benchmark_options_belong_on_the_marker() -> None:
 
 
 def test_without_dynamic_axes_every_input_keeps_the_example_shape() -> None:
-    settings = Settings(dynamic_axes={})
+    options = CheckOptions(dynamic_axes={})
     example = {"x": np.zeros((2, 5), np.float32)}
-    specs = build_specs(example, resolve_dynamic_axes(example, settings, {}), settings)
-    recipes = edge_recipes(specs, settings)
+    specs = build_specs(example, resolve_dynamic_axes(example, options, {}), options)
+    recipes = edge_recipes(specs, options, axis_plan(specs, options, {}))
     assert all(materialize(r, specs, example)["x"].shape == (2, 5) for r in recipes)
     assert not any("batch" in r.label for r in recipes)

@@ -1,4 +1,9 @@
-"""Real execution providers on a CPU-only machine: ONNX Runtime's CPU provider and OpenVINO (plugin EP)."""
+"""Execution providers: the matrix, skips and their reasons, placement and fallback, precision, logs.
+
+The provider logic runs against a stand-in (``tests/standin.py``: ONNX Runtime's CPU provider under
+another name) so it is tested on every machine; ``test_real_openvino`` exercises OpenVINO itself where
+this machine can run it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,14 @@ import json
 
 import pytest
 
-from tests.conftest import failure_text
-
-pytest.importorskip("onnxruntime_ep_openvino", reason="needs onnxruntime-ep-openvino (the openvino extra)")
+from pytest_onnxparity import providers
+from tests.conftest import failure_text, parity_warnings
 
 DET_MODELS = """
 import torch
 
 class Covariance(torch.nn.Module):
-    '''A projection then a log-determinant: OpenVINO takes the MatMul/Relu, not Det.'''
+    '''A projection then a determinant: the stand-in (like OpenVINO) declines Det.'''
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
@@ -29,7 +33,20 @@ class OnlyDet(torch.nn.Module):
 """
 
 
-def test_cpu_and_openvino_matrix_on_real_models(pytester: pytest.Pytester) -> None:
+def _conftest(pytester: pytest.Pytester, *definitions: str) -> None:
+    pytester.makeconftest(
+        f"""
+        from pytest_onnxparity.providers import Unavailable
+        from tests.standin import standin
+
+        def pytest_onnxparity_providers():
+            return [{", ".join(definitions)}]
+        """
+    )
+
+
+def test_provider_matrix_placement_and_cpu_comparison(pytester: pytest.Pytester) -> None:
+    _conftest(pytester, "standin()")
     pytester.makepyfile(
         """
         import pytest
@@ -38,124 +55,213 @@ def test_cpu_and_openvino_matrix_on_real_models(pytester: pytest.Pytester) -> No
         @pytest.mark.parametrize("name", ["cnn", "bert"])
         def test_model(onnx_parity, name):
             model, example, options = build(name)
-            report = onnx_parity(model, example, **options)
-            assert report.passed
+            assert onnx_parity(model, example, **options).passed
         """
     )
-    result = pytester.runpytest("--onnx-providers=cpu,openvino", "--onnx-report=r.json", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--onnx-providers=cpu,standin", "--onnx-report=r.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*test_model?openvino-bert?*openvino*PASS*"])
+    result.stdout.fnmatch_lines(["*test_model?standin-bert?*standin*PASS*"])
     checks = {c["nodeid"].split("::")[1]: c for c in json.loads((pytester.path / "r.json").read_text())["checks"]}
-    assert set(checks) == {
-        "test_model[cpu-cnn]",
-        "test_model[cpu-bert]",
-        "test_model[openvino-cnn]",
-        "test_model[openvino-bert]",
-    }
-    ov = checks["test_model[openvino-bert]"]
-    assert ov["executed_providers"][0] == "OpenVINOExecutionProvider" and ov["node_placement"]["openvino"] >= 1
-    assert ov["versus_cpu"] and all(o["total"] > 0 for o in ov["versus_cpu"])
+    assert set(checks) == {f"test_model[{p}-{m}]" for p in ("cpu", "standin") for m in ("cnn", "bert")}
+    stand = checks["test_model[standin-bert]"]
+    assert stand["node_placement"]["standin"] >= 1 and stand["precision"].startswith("f32")
+    assert stand["versus_cpu"] and all(o["total"] > 0 for o in stand["versus_cpu"])
     assert checks["test_model[cpu-cnn]"]["executed_providers"] == ["CPUExecutionProvider"]
 
 
-def test_nodes_openvino_leaves_to_cpu_are_reported(pytester: pytest.Pytester) -> None:
+def test_nodes_a_provider_declines_are_reported_and_fail_under_strict(pytester: pytest.Pytester) -> None:
+    _conftest(pytester, "standin(declines=('Det',))")
     pytester.makepyfile(
         DET_MODELS
         + """
 def test_covariance(onnx_parity):
     report = onnx_parity(Covariance().eval(), torch.randn(2, 6))
     assert report.passed and report.fallback_nodes == {"Det": 1}
-    assert report.node_placement["openvino"] >= 1 and report.node_placement["cpu"] == 1
+    assert report.node_placement["standin"] >= 1 and report.node_placement["cpu"] == 1
 """
     )
-    relaxed = pytester.runpytest("--onnx-providers=openvino", "-p", "no:cacheprovider")
-    relaxed.assert_outcomes(passed=1, warnings=1)
-    relaxed.stdout.fnmatch_lines(["*OnnxParityWarning*1 node(s) fell back to CPU: Det x1*"])
-    strict = pytester.runpytest("--onnx-providers=openvino", "--onnx-strict", "-p", "no:cacheprovider")
+    relaxed = pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider")
+    relaxed.assertoutcome(passed=1)
+    assert any("1 node(s) fell back to CPU: Det x1" in w for w in parity_warnings(relaxed))
+    strict = pytester.runpytest("--onnx-providers=standin", "--onnx-strict", "-p", "no:cacheprovider")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["*--onnx-strict*", "*fell back to CPU: Det x1*"])
 
 
 def test_a_provider_that_executes_nothing_fails(pytester: pytest.Pytester) -> None:
+    _conftest(pytester, "standin(declines=('Det',))")
     pytester.makepyfile(
         DET_MODELS
-        + """
-def test_only_det(onnx_parity):
-    onnx_parity(OnlyDet().eval(), torch.randn(3, 2, 2) + 2 * torch.eye(2))
-"""
+        + "\ndef test_only_det(onnx_parity):\n"
+        + "    onnx_parity(OnlyDet().eval(), torch.randn(3, 2, 2) + 2 * torch.eye(2))\n"
     )
-    reprec = pytester.inline_run("--onnx-providers=openvino", "-p", "no:cacheprovider")
+    reprec = pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider")
     reprec.assertoutcome(failed=1)
     (text,) = failure_text(reprec).values()
-    assert "OpenVINOExecutionProvider executed none of the graph's" in text and "Det x1" in text, text
+    assert "executed none of the graph's" in text and "Det x1" in text, text
 
 
-def test_provider_options_are_passed_and_recorded(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("not-installed", "not installed: pip install standin-ep"),
+        ("no-device", "installed but offers no device on this machine (it looked for an Intel GPU)"),
+        ("load-failure", "installed but its library failed to load: libstandin.so: cannot open shared object file"),
+    ],
+)
+def test_a_missing_provider_skips_with_its_reason_or_fails_when_required(
+    pytester: pytest.Pytester, kind: str, message: str
+) -> None:
+    _conftest(pytester, f"standin(unavailable=Unavailable({kind!r}, {message!r}))")
     pytester.makepyfile(
-        DET_MODELS + "\ndef test_cov(onnx_parity):\n    onnx_parity(Covariance().eval(), torch.randn(2, 6))\n"
+        "import torch\n\ndef test_x(onnx_parity):\n    onnx_parity(torch.nn.Linear(3, 2), torch.zeros(2, 3))\n"
     )
-    result = pytester.runpytest(
-        "--onnx-providers=cpu,openvino",
-        "--onnx-provider-options=openvino:num_of_threads=1",
-        "--onnx-provider-options=openvino:cache_dir=ov_cache",
-        "--onnx-report=r.json",
-        "-p",
-        "no:cacheprovider",
-    )
-    result.assert_outcomes(passed=2, warnings=1)
-    checks = {c["provider"]: c for c in json.loads((pytester.path / "r.json").read_text())["checks"]}
-    assert checks["openvino"]["provider_options"] == {"num_of_threads": "1", "cache_dir": "ov_cache"}
-    assert checks["cpu"]["provider_options"] == {}
+    skipped = pytester.runpytest("--onnx-providers=cpu,standin", "-rs", "-p", "no:cacheprovider")
+    skipped.assert_outcomes(passed=1, skipped=1)
+    skipped.stdout.fnmatch_lines([f"SKIPPED*{message}*"])
+    required = pytester.runpytest("--onnx-providers=standin", "--onnx-require-providers", "-p", "no:cacheprovider")
+    required.assert_outcomes(failed=1)
+    required.stdout.fnmatch_lines([f"*{message}*--onnx-require-providers turns this skip into a failure*"])
 
 
-def test_marker_overrides_tolerance_per_provider(pytester: pytest.Pytester) -> None:
+def test_provider_reasons_read_from_onnx_runtime() -> None:
+    """The reasons behind a real provider's absence: this ONNX Runtime's list and its own log lines."""
+    missing = providers.unavailable("cuda")
+    assert missing is not None and missing.kind == "not-installed" and "pip install onnxruntime-gpu" in missing.message
+    load = providers.diagnose_fallback(
+        "cuda",
+        "[E:onnxruntime:Default, provider_bridge_ort.cc:2036 TryGetProviderInfo_CUDA] Failed to load library "
+        "libonnxruntime_providers_cuda.so with error: libcublasLt.so.12: cannot open shared object file",
+    )
+    assert load is not None and load.kind == "load-failure" and "libcublasLt.so.12" in load.message
+    device = providers.diagnose_fallback("cuda", "CUDA failure 100: no CUDA-capable device is detected ; GPU=0")
+    assert device is not None and device.kind == "no-device"
+    assert providers.diagnose_fallback("cuda", "[W:onnxruntime:] Invalid option: foo") is None  # a real failure
+
+
+def test_reduced_precision_is_stated_widened_and_still_catches_a_changed_weight(pytester: pytest.Pytester) -> None:
+    _conftest(pytester, "standin(precision='bf16')")
     pytester.makepyfile(
-        DET_MODELS
-        + """
-import pytest
+        """
+        import copy, torch
+        from sample_models.torch_models import build
 
-@pytest.mark.onnx_parity(provider_tolerances={"openvino": {"atol": 0.5, "rtol": 0.05}})
-def test_cov(onnx_parity, onnx_parity_provider):
-    report = onnx_parity(Covariance().eval(), torch.randn(2, 6))
-    expected = (0.5, 0.05) if onnx_parity_provider == "openvino" else (1e-5, 1e-4)
-    assert (report.outputs[0].atol, report.outputs[0].rtol) == expected
-"""
+        def test_healthy(onnx_parity, request):
+            model, example, options = build("mlp")
+            report = onnx_parity(model, example, **options)
+            if request.config.getoption("onnx_parity_provider_options"):   # forced to f32: an exact check
+                assert report.precision.startswith("f32") and not report.tolerance_reason
+                assert report.outputs[0].atol == 1e-5
+            else:
+                assert report.precision.startswith("bf16") and "bf16 tolerances" in report.tolerance_reason
+                assert report.outputs[0].atol == 0.05 and "precision=f32" in report.precision
+
+        def test_changed_weight(onnx_parity, tmp_path):
+            model, example, options = build("mlp")
+            broken = copy.deepcopy(model)
+            with torch.no_grad():
+                broken.net[0].weight.mul_(1.2)            # a real defect: one weight matrix off by 20%
+            torch.onnx.export(broken, (example,), str(tmp_path / "broken.onnx"), dynamo=True,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), input_names=["x"],
+                              output_names=["output"])
+            onnx_parity(model, example, onnx_model=str(tmp_path / "broken.onnx"))
+        """
     )
-    pytester.runpytest("--onnx-providers=cpu,openvino", "-p", "no:cacheprovider").assert_outcomes(passed=2, warnings=1)
+    reduced = pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider")
+    reduced.assertoutcome(passed=1, failed=1)
+    (text,) = failure_text(reduced).values()
+    assert "float32 outputs get bf16 tolerances: standin runs in bf16" in text
+    assert "CPU provider on the same input: FAIL too" in text  # the conversion, not the provider
+    exact = pytester.inline_run(
+        "--onnx-providers=standin", "--onnx-provider-options=standin:precision=f32", "-p", "no:cacheprovider"
+    )
+    exact.assertoutcome(passed=1, failed=1)
+    (text,) = failure_text(exact).values()
+    assert "values:" in text and "tolerance:" not in text
 
 
-def test_reduced_precision_providers_default_to_looser_tolerances() -> None:
-    from pytest_onnxparity.check import _tolerances
-    from pytest_onnxparity.settings import Settings
+def test_a_provider_failure_shows_the_cpu_verdict_beside_it(pytester: pytest.Pytester, exported) -> None:
+    import onnx
 
-    assert _tolerances(Settings(), "tensorrt") == (1e-3, 1e-2)
-    assert _tolerances(Settings(), "cpu") == (None, None)  # dtype defaults apply
-    assert _tolerances(Settings(atol=1e-4), "tensorrt") == (1e-4, 1e-2)
-
-
-def test_an_onnx_file_alone_is_checked_against_the_cpu_provider(pytester: pytest.Pytester, exported) -> None:
-    path = exported("cnn")
+    path = exported("mlp")
+    middle = next(n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Gemm", "MatMul"))
+    _conftest(pytester, f"standin(corrupt={middle!r})")
     pytester.makepyfile(
         f"""
         import numpy as np
 
-        def test_artifact(onnx_parity, onnx_parity_provider):
-            report = onnx_parity(r"{path}", np.random.default_rng(0).standard_normal((2, 3, 32, 32), np.float32))
-            assert report.passed and report.framework == "onnxruntime-cpu" and report.examples > 20
-            if onnx_parity_provider == "openvino":
-                assert report.executed_providers[0] == "OpenVINOExecutionProvider" and not report.warnings
-
-        def test_wrong_arity(onnx_parity):
-            onnx_parity(r"{path}", (np.zeros((2, 3, 32, 32), np.float32), np.zeros(2, np.float32)))
+        def test_artifact(onnx_parity):
+            onnx_parity(r"{path}", np.random.default_rng(0).standard_normal((2, 784), np.float32))
         """
     )
-    reprec = pytester.inline_run("--onnx-providers=cpu,openvino", "-p", "no:cacheprovider", "-W", "ignore")
-    reprec.assertoutcome(passed=2, failed=2)
-    texts = failure_text(reprec)
-    assert all(
-        "the ONNX graph takes 1 input(s) ['image'] but 2 example input(s) were given" in t for t in texts.values()
+    reprec = pytester.inline_run("--onnx-providers=standin", "--onnx-report=r.json", "-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "CPU provider on the same input: PASS" in text and "the provider differs" in text, text
+    (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert check["failure"]["cpu_verdict"].startswith("PASS")
+
+
+def test_provider_logs_reach_the_report_not_stderr(pytester: pytest.Pytester, exported) -> None:
+    _conftest(pytester, "standin(logs='Provider option precision is ignored. Please set it via load_config')")
+    pytester.makepyfile(
+        f"""
+        import numpy as np
+
+        def test_logged(onnx_parity, capfd):
+            report = onnx_parity(r"{exported("mlp")}", np.zeros((2, 784), np.float32))
+            assert any("Provider option precision is ignored" in line for line in report.provider_log)
+            assert any("did not apply a setting" in w and "precision is ignored" in w for w in report.warnings)
+            assert "precision is ignored" not in capfd.readouterr().err
+        """
     )
-    cpu_report = [
-        r for r in reprec.getreports("pytest_runtest_logreport") if r.when == "call" and "artifact[cpu]" in r.nodeid
-    ]
-    assert "compared with itself on the CPU provider" in str(cpu_report[0].onnx_parity[0]["warnings"])
+    pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider").assertoutcome(passed=1)
+
+
+def test_onnx_runtime_session_warnings_are_captured(tmp_path) -> None:
+    """ONNX Runtime's own warning at session creation (an unused initializer) lands in the runner's log."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pytest_onnxparity.runners.onnxruntime import OrtRunner
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), "unused")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), tmp_path / "m.onnx")
+    runner = OrtRunner(str(tmp_path / "m.onnx"))
+    assert any("unused" in line for line in runner.log), runner.log
+
+
+def _openvino_reason() -> str | None:
+    try:
+        missing = providers.unavailable("openvino")
+    except Exception as exc:  # pragma: no cover - reported as the skip reason
+        return f"{type(exc).__name__}: {exc}"
+    return missing.message if missing else None
+
+
+@pytest.mark.skipif(_openvino_reason() is not None, reason=f"real OpenVINO not usable here: {_openvino_reason()}")
+def test_real_openvino(pytester: pytest.Pytester) -> None:
+    """OpenVINO itself (onnxruntime-openvino or onnxruntime-ep-openvino): it runs nodes, states its precision."""
+    pytester.makepyfile(
+        """
+        from sample_models.torch_models import build
+
+        def test_cnn(onnx_parity):
+            model, example, options = build("cnn")
+            assert onnx_parity(model, example, **options).passed
+        """
+    )
+    result = pytester.runpytest("--onnx-providers=openvino", "--onnx-report=r.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert check["executed_providers"][0] == "OpenVINOExecutionProvider" and check["node_placement"]["openvino"] >= 1
+    assert check["precision"].split()[0] in ("f32", "bf16", "f16")
+    if check["precision"].startswith("bf16"):
+        assert "bf16 tolerances" in check["tolerance_reason"]

@@ -20,27 +20,39 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import OnnxParityError, OnnxParityUsageError
+from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import Settings
+    from ..settings import CheckOptions
 
 
 @dataclasses.dataclass
 class ExportResult:
-    """What an export produced: the exporter that succeeded and anything the user should know."""
+    """What an export produced: the exporter that succeeded and anything the user should know.
+
+    ``path`` is set by adapters whose model already is an ONNX file (nothing is written).
+    """
 
     exporter: str
+    #: What the user should be able to read (an exporter's reasons for failing, its warnings).
     notes: list[str] = dataclasses.field(default_factory=list)
+    #: What makes the check less trustworthy (a fallback exporter that traces one input).
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    path: str | None = None
 
 
 class PreparedModel(Protocol):
-    """A model bound to its example inputs, ready for reference runs and export."""
+    """A framework model bound to its example inputs: the reference runner of a check, and its exporter.
 
-    framework: str
-    #: Example inputs as numpy, keyed by input name, in the model's input order.
+    ``infer`` raises :class:`~pytest_onnxparity.errors.ModelRejected` only for an exception raised inside
+    the user's model (an input outside what it accepts); any other exception is a real error.
+    """
+
+    #: The runner's name: the framework (``torch``, ``tensorflow``) or ``onnxruntime-cpu``.
+    name: str
+    #: Example inputs as numpy (the plugin's own copies), keyed by input name, in the model's input order.
     example: dict[str, np.ndarray]
     output_names: tuple[str, ...]
     #: True when the names come from the user or from the model's own structure (dict keys, Keras names).
@@ -49,27 +61,38 @@ class PreparedModel(Protocol):
     int_high_hints: tuple[int, ...]
     #: Axes the model itself declares dynamic (Keras ``None`` dims), beyond the default batch axis.
     model_dynamic_axes: dict[str, dict[int, str]]
-    #: The ONNX file the model already is (the ONNX-file adapter); None when it must be exported.
-    source_onnx: str | None
+    #: The longest sequence the model takes (a position table, a transformers config), or None.
+    sequence_limit: int | None
 
-    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run the framework model on numpy inputs and return its flattened outputs as numpy."""
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on its own copy of ``feed``; outputs as numpy keyed by ``output_names``."""
+        ...
 
-    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
+    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions) -> ExportResult:
         """Write the ONNX model to ``path``; raise :class:`OnnxParityError` with the exporter's reason."""
+        ...
 
     def place(self, provider: str) -> str:
         """Run reference inferences on the device matching ``provider`` where possible; return that device."""
+        ...
 
-    def runner(self, feed: Mapping[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
-        """A zero-argument call running the model on ``feed``, inputs prepared beforehand, outputs fetched
-        to host numpy (which waits for device work): what the benchmark times."""
+    def timed_call(self, feed: Mapping[str, np.ndarray]) -> tuple[Callable[[], Any], str]:
+        """A zero-argument call running the model as a deployment would (compiled where the framework
+        compiles), inputs prepared beforehand, outputs fetched to host memory (which waits for device
+        work), and a description of what it times: what the benchmark measures."""
+        ...
 
     def versions(self) -> dict[str, str]:
         """Versions of the framework and exporter, for reports."""
+        ...
+
+    def fingerprint(self) -> str | None:
+        """What the export depends on besides the options (weights, structure); None: never reuse an export."""
+        ...
 
     def close(self) -> None:
-        """Undo anything done to the user's model (e.g. restore training mode)."""
+        """Undo anything done to the user's model (training mode, parameters and buffers)."""
+        ...
 
 
 def _is_torch_model(model: Any) -> bool:
@@ -105,13 +128,13 @@ ADAPTERS: list[tuple[str, Callable[[Any], bool], str]] = [
 def prepare(
     model: Any,
     example_inputs: Any,
-    settings: Settings,
+    options: CheckOptions,
     extra: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
 ) -> PreparedModel:
     """Pick the adapter for ``model`` from its type (``extra`` ones first) and bind it to ``example_inputs``."""
     for _, detect, module in [*extra, *ADAPTERS]:
         if detect(model):
-            prepared: PreparedModel = importlib.import_module(module).prepare(model, example_inputs, settings)
+            prepared: PreparedModel = importlib.import_module(module).prepare(model, example_inputs, options)
             return prepared
     hint = ""
     if isinstance(model, (str, os.PathLike)):
@@ -146,6 +169,7 @@ def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list
     except OnnxParityError:
         raise
     except Exception as exc:
+        exc = exc.cause if isinstance(exc, ModelRejected) and isinstance(exc.cause, Exception) else exc
         raise OnnxParityUsageError(
             f"the model raised on its own example_inputs, so there is nothing to compare against: "
             f"{short_error(exc)}. Fix the model or the example inputs so that the model runs on them."
@@ -177,17 +201,24 @@ def short_error(exc: BaseException, limit: int = 1500) -> str:
 
 
 @contextlib.contextmanager
-def quiet(*logger_names: str) -> Iterator[None]:
-    """Exporters print progress, log and warn a lot: keep it out of the user's test output while they run."""
+def quiet(*logger_names: str) -> Iterator[list[str]]:
+    """Exporters print progress, log and warn a lot: keep it out of the user's test output while they run.
+
+    Yields a list that receives the warnings' messages, so the caller can pass on the ones that matter.
+    """
     loggers = [logging.getLogger(n) for n in logger_names]
     saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
         lg.propagate = False
+    said: list[str] = []
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield said
+            finally:
+                said.extend(dict.fromkeys(str(w.message) for w in caught))
     finally:
         for lg, (level, propagate) in zip(loggers, saved):
             lg.setLevel(level)

@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OnnxParityError, OnnxParityUsageError
+from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 from . import ExportResult, input_names, output_names, outputs_on_example, positional_names, quiet, short_error
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import Settings
+    from ..settings import CheckOptions
 
 #: The opset used unless ``opset=`` says otherwise (tf2onnx 1.17 supports up to 18).
 DEFAULT_OPSET = 17
@@ -48,14 +48,14 @@ def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 class PreparedTensorFlowModel:
-    framework = "tensorflow"
+    name = "tensorflow"
 
-    def __init__(self, model: Any, example_inputs: Any, settings: Settings) -> None:
+    def __init__(self, model: Any, example_inputs: Any, options: CheckOptions) -> None:
         tf = _tf()
         self.int_high_hints: tuple[int, ...] = ()
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
-        self.source_onnx: str | None = None
-        self._call, derived, declared = self._callable(model, settings)
+        self.sequence_limit: int | None = None
+        self._call, derived, declared = self._callable(model, options)
         if example_inputs is None:
             if declared is None:
                 raise OnnxParityUsageError(
@@ -79,7 +79,7 @@ class PreparedTensorFlowModel:
             values = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
             fallback = ["input"] if len(values) == 1 else [f"input_{i}" for i in range(len(values))]
             names = list(derived) if derived and len(derived) == len(values) else fallback
-        names = list(input_names(settings.input_names, names))
+        names = list(input_names(options.input_names, names))
         import numpy as np
 
         self.example: dict[str, np.ndarray] = {}
@@ -91,7 +91,7 @@ class PreparedTensorFlowModel:
                     f"example input {name!r} is a {type(value).__name__}; pass numpy arrays or tf tensors, as one "
                     "array, a list in the model's input order, or a dict keyed by input name."
                 )
-            self.example[name] = value
+            self.example[name] = np.array(value, copy=True)
         if declared is not None:
             for name, spec in zip(self.example, declared):
                 dims = {i: f"{name}_dim{i}" for i, d in enumerate(spec.shape) if d is None and i > 0}
@@ -99,15 +99,15 @@ class PreparedTensorFlowModel:
                     self.model_dynamic_axes[name] = dims
         self._model = model
         named = outputs_on_example(lambda: flatten_outputs(self._call(self._tensors(self.example))))
-        derived_outputs = [n for n, _ in named]
+        derived_outputs = self._structure = [n for n, _ in named]
         positional = positional_names(derived_outputs)
         # Names a user-supplied ONNX file must carry: the user's, or dict keys of the model's outputs. Keras
         # layer names ("dense_3") name our own exports but are process-dependent counters, so not checked there.
-        self.output_names_meaningful = settings.output_names is not None or not positional
+        self.output_names_meaningful = options.output_names is not None or not positional
         keras_names = self._keras_output_names(model, len(derived_outputs))
         if keras_names is not None and positional:
             derived_outputs = keras_names
-        self.output_names = output_names(settings.output_names, derived_outputs)
+        self.output_names = output_names(options.output_names, derived_outputs)
 
     @staticmethod
     def _keras_output_names(model: Any, count: int) -> list[str] | None:
@@ -116,18 +116,18 @@ class PreparedTensorFlowModel:
             return None
         return [str(n) for n in names]
 
-    def _callable(self, model: Any, settings: Settings) -> tuple[Callable[[list[Any]], Any], list[str], Any]:
+    def _callable(self, model: Any, options: CheckOptions) -> tuple[Callable[[list[Any]], Any], list[str], Any]:
         """(call on a list of tensors, the model's own input names, its declared TensorSpecs or None)."""
         tf = _tf()
         if isinstance(model, (str, os.PathLike)):
             loaded = tf.saved_model.load(os.fspath(model))
             signatures = dict(loaded.signatures)
-            if settings.signature not in signatures:
+            if options.signature not in signatures:
                 raise OnnxParityUsageError(
-                    f"SavedModel {os.fspath(model)!r} has no signature {settings.signature!r}; it has "
+                    f"SavedModel {os.fspath(model)!r} has no signature {options.signature!r}; it has "
                     f"{sorted(signatures)}. Pass signature=... to pick one."
                 )
-            fn = signatures[settings.signature]
+            fn = signatures[options.signature]
             _, kwargs = fn.structured_input_signature
             signature_names = list(kwargs)
             self._keep_alive = loaded
@@ -146,6 +146,8 @@ class PreparedTensorFlowModel:
                 inputs = []
             embeddings = [layer for layer in model._flatten_layers() if hasattr(layer, "input_dim")]
             self.int_high_hints = tuple(sorted({int(layer.input_dim) for layer in embeddings}))
+            positional = [int(layer.input_dim) for layer in embeddings if re.search(r"pos", layer.name, re.IGNORECASE)]
+            self.sequence_limit = min(positional) if positional else None
             if inputs:
                 names = [t.name for t in inputs]
                 if any(re.fullmatch(r"keras_tensor(_\d+)?", n) for n in names):
@@ -176,26 +178,45 @@ class PreparedTensorFlowModel:
         return call_function, names, list(signature) if signature else None
 
     def _tensors(self, feed: Mapping[str, np.ndarray]) -> list[Any]:
+        import numpy as np
+
         tf = _tf()
-        return [tf.convert_to_tensor(feed[name]) for name in self.example]
+        return [tf.constant(np.array(feed[name], copy=True)) for name in self.example]
 
-    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return self.runner(feed)()
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import numpy as np
 
-    def runner(self, feed: Mapping[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
-        """A call that runs the model on ``feed`` with the tensors already built (for timing).
+        tensors = self._tensors(feed)
+        try:
+            result = self._call(tensors)
+        except Exception as exc:  # raised inside the user's model: an input outside what it accepts
+            raise ModelRejected(exc) from exc
+        named = flatten_outputs(result)
+        if [n for n, _ in named] != self._structure:
+            raise OnnxParityError(
+                f"the model returned the outputs {[n for n, _ in named]} here but {self._structure} on the example: "
+                "an ONNX graph has a fixed set of outputs, so an output structure that depends on the input cannot "
+                "be exported faithfully."
+            )
+        return {name: np.array(t) for name, (_, t) in zip(self.output_names, named)}
+
+    def timed_call(self, feed: Mapping[str, np.ndarray]) -> tuple[Callable[[], Any], str]:
+        """What a deployment runs: the model compiled as a ``tf.function`` (graph mode), not an eager call.
 
         Converting outputs to numpy waits for the device, so a timed call includes all device work.
         """
         import numpy as np
 
+        tf = _tf()
         tensors = self._tensors(feed)
-        return lambda: [np.asarray(t) for _, t in flatten_outputs(self._call(tensors))]
+        compiled = tf.function(lambda *xs: [t for _, t in flatten_outputs(self._call(list(xs)))])
+        compiled.get_concrete_function(*tensors)  # traced here, outside the timed region
+        return (lambda: [np.asarray(t) for t in compiled(*tensors)]), "tf.function (graph mode), inference"
 
-    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], settings: Settings) -> ExportResult:
-        if settings.exporter not in ("auto",):
+    def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions) -> ExportResult:
+        if options.exporter not in ("auto",):
             raise OnnxParityUsageError(
-                f"exporter={settings.exporter!r} is a PyTorch exporter; TensorFlow models are converted with tf2onnx "
+                f"exporter={options.exporter!r} is a PyTorch exporter; TensorFlow models are converted with tf2onnx "
                 "(leave exporter at 'auto')."
             )
         tf = _tf()
@@ -211,7 +232,7 @@ class PreparedTensorFlowModel:
         def exported(*xs: Any) -> list[Any]:
             return [t for _, t in flatten_outputs(call(list(xs)))]
 
-        opset = settings.opset or DEFAULT_OPSET
+        opset = options.opset or DEFAULT_OPSET
         function = tf.function(exported)
         try:
             with quiet("tf2onnx", "tensorflow", "absl"):
@@ -228,6 +249,26 @@ class PreparedTensorFlowModel:
 
         onnx.save(proto, str(path))
         return ExportResult(f"tf2onnx {tf2onnx.__version__} (from_function)")
+
+    def fingerprint(self) -> str:
+        """The model's type, its traced graph and its weights (and a tf.function's captured values)."""
+        import hashlib
+
+        import numpy as np
+
+        tf = _tf()
+        digest = hashlib.blake2b(f"{type(self._model).__module__}.{type(self._model).__qualname__}".encode())
+        specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in self.example.values()]
+        concrete = tf.function(lambda *xs: self._call(list(xs))).get_concrete_function(*specs)
+        graph = concrete.graph.as_graph_def()
+        for node in graph.node:  # node names carry process-wide counters; ops, attributes and wiring do not
+            digest.update(f"{node.op}:{len(node.input)}".encode())
+        for value in [*getattr(self._model, "weights", []), *concrete.captured_inputs]:
+            try:
+                digest.update(np.asarray(value.numpy()).tobytes())
+            except Exception:  # a resource handle (a captured variable) has no value of its own: its weight is above
+                digest.update(str(getattr(value, "dtype", "")).encode())
+        return digest.hexdigest()
 
     def versions(self) -> dict[str, str]:
         tf = _tf()
@@ -305,5 +346,5 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
         output.name = mapping.get(output.name, output.name)
 
 
-def prepare(model: Any, example_inputs: Any, settings: Settings) -> PreparedTensorFlowModel:
-    return PreparedTensorFlowModel(model, example_inputs, settings)
+def prepare(model: Any, example_inputs: Any, options: CheckOptions) -> PreparedTensorFlowModel:
+    return PreparedTensorFlowModel(model, example_inputs, options)

@@ -1,0 +1,160 @@
+"""The engine: one parity check, model -> export -> runners -> search -> ParityReport. No pytest.
+
+from pytest_onnxparity import check
+report = check(model, example_inputs, provider="cpu", atol=1e-5)   # report.passed, report.text()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import adapters, contracts, inputs, interface, search, spec, tolerance
+from .errors import OnnxParityUsageError
+from .export import ExportedModel, export
+from .probe import FailingCase, Probe
+from .report import ParityReport
+from .runners.onnxruntime import OrtRunner, require
+
+if TYPE_CHECKING:
+    from .settings import CheckOptions
+
+Exporter = Callable[[adapters.PreparedModel, Mapping[str, Mapping[int, str]], "CheckOptions", Path], ExportedModel]
+
+
+@dataclasses.dataclass
+class CheckResult:
+    report: ParityReport
+    exported: ExportedModel
+    policy: tolerance.TolerancePolicy
+    case: FailingCase | None = None
+
+
+def check(
+    model: Any, example_inputs: Any, provider: str = "cpu", workdir: str | Path | None = None, **options: Any
+) -> ParityReport:
+    """Check ``model`` against its ONNX conversion on ``provider``, outside pytest; options as for the fixture.
+
+    Returns the report (``report.passed``, ``report.text()``); raises :class:`OnnxParityError` on bad input.
+    The export goes to ``workdir`` (default: a new temporary directory, kept for inspection).
+    """
+    from .providers import parse_providers
+    from .settings import resolve
+
+    (short,) = parse_providers(provider)
+    resolved = resolve(options, {}, {})
+    where = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="onnxparity_"))
+    prepared = prepare(model, example_inputs, resolved)
+    try:
+        return run(prepared, resolved, short, where).report
+    finally:
+        prepared.close()
+
+
+def prepare(
+    model: Any,
+    example_inputs: Any,
+    options: CheckOptions,
+    extra_adapters: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
+) -> adapters.PreparedModel:
+    """The reference runner for ``model`` (close it when done: it restores the user's model)."""
+    require()
+    return adapters.prepare(model, example_inputs, options, extra_adapters)
+
+
+def run(
+    prepared: adapters.PreparedModel,
+    options: CheckOptions,
+    provider: str,
+    workdir: Path,
+    nodeid: str = "",
+    exporter: Exporter = export,
+) -> CheckResult:
+    """Export (through ``exporter``: the session's cache), compare on ``provider``, report."""
+    axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
+    return _compare(prepared, exporter(prepared, axes, options, workdir), axes, provider, options, nodeid)
+
+
+def _compare(
+    prepared: adapters.PreparedModel,
+    exported: ExportedModel,
+    axes: Mapping[str, Mapping[int, str]],
+    provider: str,
+    options: CheckOptions,
+    nodeid: str,
+) -> CheckResult:
+    info = exported.graph
+    matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
+    policy = tolerance.for_provider(options, provider)
+    if policy.names() - set(prepared.output_names):
+        raise OnnxParityUsageError(
+            f"atol/rtol name output(s) {sorted(policy.names() - set(prepared.output_names))} "
+            f"that the model does not return; its outputs are {list(prepared.output_names)}."
+        )
+    device = prepared.place(provider)
+    target = OrtRunner(
+        exported.path,
+        provider,
+        options.provider_options.get(provider),
+        profile=provider != "cpu",
+        feed_names=matched.feed_names,
+    )
+    same = prepared.name == target.name or provider == "cpu"
+    cpu = None if same else OrtRunner(exported.path, "cpu", feed_names=matched.feed_names)
+    specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
+    plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
+    probe = Probe(
+        prepared,
+        target,
+        cpu,
+        specs,
+        prepared.example,
+        policy,
+        prepared.output_names_meaningful or exported.names_are_ours,
+        f"Dynamic axes checked: {dict(axes)}; the ONNX graph declares input dims {info.input_dims}.",
+        options.mask_holes,
+    )
+    early = contracts.before_running(probe, info, axes)
+    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
+    failure = found.failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    report = ParityReport(
+        passed=failure is None,
+        provider=provider,
+        examples=len(probe.checked),
+        outputs=list(probe.figures.values()),
+        onnx_path=exported.path,
+        framework=prepared.name,
+        exporter=exported.exporter,
+        opset=info.opset,
+        seed=options.seed,
+        nodeid=nodeid,
+        failure=failure,
+        warnings=[
+            *exported.warnings,
+            *matched.warnings,
+            *probe.warnings(found.generated, options.examples, failure is None),
+        ],
+        export_notes=list(exported.notes),
+        versions={**prepared.versions(), **_runtime_versions()},
+        executed_providers=target.placement.providers,
+        node_placement=target.placement.nodes,
+        fallback_nodes=target.placement.fallback_ops,
+        provider_options=dict(target.options),
+        precision=target.precision.text(),
+        tolerance_reason=policy.reason,
+        provider_log=list(target.log),
+        reference=f"{prepared.name} on {device}",
+        versus_cpu=list(probe.vs_cpu.values()),
+        reach=search.reach(probe, plan, found.skipped),
+    )
+    return CheckResult(report, exported, policy, probe.case_for(failure))
+
+
+def _runtime_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

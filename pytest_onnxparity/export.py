@@ -1,0 +1,95 @@
+"""The one place that produces the ONNX file a check runs: an export, the user's file, or the model itself.
+
+:class:`ExportedModel` is what every later step reads; the session caches it by :func:`cache_key`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import graph
+
+if TYPE_CHECKING:
+    from .adapters import PreparedModel
+    from .settings import CheckOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedModel:
+    path: str
+    exporter: str
+    notes: tuple[str, ...]
+    warnings: tuple[str, ...]
+    graph: graph.GraphInfo
+    #: ``exported`` (this check), ``reused`` (earlier in the session), ``cached`` (--onnx-cache-dir),
+    #: ``user file`` (onnx_model=) or ``model file`` (the model is an .onnx).
+    origin: str
+    seconds: float = 0.0
+
+    @property
+    def names_are_ours(self) -> bool:
+        """Output names were written by the plugin's export, so they must match the model's."""
+        return self.origin in ("exported", "reused", "cached")
+
+
+def export(
+    prepared: PreparedModel, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
+) -> ExportedModel:
+    """Export ``prepared`` into ``workdir`` (or take ``onnx_model=`` / the model's own file) and inspect it."""
+    if options.onnx_model is not None:
+        info = graph.inspect(options.onnx_model, user_file=True)
+        return ExportedModel(options.onnx_model, "user file (onnx_model=)", (), (), info, "user file")
+    start = time.perf_counter()
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = prepared.export(workdir / "model.onnx", dynamic_axes, options)
+    path = result.path or str(workdir / "model.onnx")
+    info = graph.inspect(path, user_file=result.path is not None)
+    warnings = list(result.warnings)
+    if options.opset is not None and info.opset != options.opset and result.path is None:
+        warnings.append(
+            f"opset={options.opset} was asked for but the exporter wrote opset {info.opset} (it supports other "
+            "opsets only; see the export notes)"
+        )
+    return ExportedModel(
+        path,
+        result.exporter,
+        tuple(result.notes),
+        tuple(warnings),
+        info,
+        "model file" if result.path else "exported",
+        time.perf_counter() - start,
+    )
+
+
+def cache_key(
+    test: str, prepared: PreparedModel, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions
+) -> str | None:
+    """What makes two checks' exports the same graph; None when the model cannot be fingerprinted.
+
+    A user's ``onnx_model=`` file is keyed by its content alone (read once per session).
+    """
+    import hashlib
+    import json
+
+    if options.onnx_model is not None:
+        file = Path(options.onnx_model)
+        return "file:" + hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    fingerprint = getattr(prepared, "fingerprint", None)
+    weights = fingerprint() if fingerprint is not None else None
+    if weights is None:
+        return None
+    parts = [
+        test,
+        weights,
+        {name: (list(a.shape), a.dtype.name) for name, a in prepared.example.items()},
+        {name: {str(k): v for k, v in axes.items()} for name, axes in dynamic_axes.items()},
+        options.opset,
+        options.exporter,
+        options.signature,
+        list(prepared.output_names),
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,107 @@
+"""An ONNX file's interface: load it, validate it (checker, strict shape inference), read inputs and outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import OnnxParityError, OnnxParityUsageError
+
+Dims = list[int | str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphInfo:
+    path: str
+    inputs: list[str]
+    outputs: list[str]
+    opset: int | None
+    ir_version: int
+    #: Per input / output: each dimension as an int (fixed), a str (symbolic) or None (unknown).
+    input_dims: dict[str, Dims]
+    output_dims: dict[str, Dims]
+    #: numpy dtype names of the inputs (``float32``, ``int64``, ``bfloat16`` ...).
+    input_dtypes: dict[str, str]
+
+
+def _dims(value: Any) -> Dims:
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
+        for d in value.type.tensor_type.shape.dim
+    ]
+
+
+def _dtype(value: Any) -> str:
+    import numpy as np
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
+
+
+def inspect(path: str | os.PathLike[str], user_file: bool) -> GraphInfo:
+    """Check the model with ``onnx.checker`` and strict shape inference; read its interface.
+
+    ``user_file`` words the errors for a file the user gave (``onnx_model=``) rather than one we exported.
+    """
+    import onnx
+
+    file = Path(path)
+    origin = "onnx_model" if user_file else "the exported model"
+    shown = os.fspath(path)
+    if not file.exists():
+        raise OnnxParityUsageError(f"{origin} {shown!r} does not exist; pass the path of an .onnx file.")
+    if not file.is_file():
+        raise OnnxParityUsageError(f"{origin} {shown!r} is not a file; pass the path of an .onnx file.")
+    try:
+        model = onnx.load(os.fspath(file), load_external_data=False)
+    except Exception as exc:
+        raise OnnxParityUsageError(
+            f"{origin} {shown!r} is not an ONNX model (it does not parse as an ONNX protobuf: {exc}); "
+            "pass the .onnx file that torch.onnx.export / tf2onnx wrote."
+        ) from exc
+    if not model.graph.output:
+        raise OnnxParityUsageError(
+            f"{origin} {shown!r} has no graph outputs; is it really an ONNX model (an empty or "
+            "unrelated protobuf parses as an empty model)?"
+        )
+    try:
+        onnx.checker.check_model(os.fspath(file))
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        raise OnnxParityError(converter_gap(exc) or f"{origin} {shown!r} is not a valid ONNX model: {exc}") from exc
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return GraphInfo(
+        path=os.fspath(file),
+        inputs=[i.name for i in inputs],
+        outputs=[o.name for o in model.graph.output],
+        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        ir_version=int(model.ir_version),
+        input_dims={i.name: _dims(i) for i in inputs},
+        output_dims={o.name: _dims(o) for o in model.graph.output},
+        input_dtypes={i.name: _dtype(i) for i in inputs},
+    )
+
+
+def converter_gap(exc: BaseException) -> str | None:
+    """A converter that left an op it has no conversion for (tf2onnx keeps unsupported TF ops in the graph)."""
+    import re
+
+    found = re.search(r"No Op registered for (\w+) with domain_version", str(exc))
+    if found is None:
+        return None
+    op = found.group(1)
+    fixes = {
+        "Erfc": "Keras's exact gelu: use keras.activations.gelu(x, approximate=True) or a tanh-approximate GELU",
+        "StatefulPartitionedCall": "a nested tf.function/Keras layer the converter could not inline",
+        "PyFunc": "tf.numpy_function / tf.py_function runs Python code, which an ONNX graph cannot hold: express "
+        "that computation with TensorFlow ops",
+        "EagerPyFunc": "tf.py_function runs Python code, which an ONNX graph cannot hold: use TensorFlow ops",
+    }
+    hint = fixes.get(op, "rewrite that part of the model with ops the converter supports, or raise the opset")
+    return (
+        f"the converter has no ONNX conversion for the TensorFlow op {op!r}: it left the op in the graph, which no "
+        f"ONNX runtime can run. Known cause and fix: {hint}."
+    )

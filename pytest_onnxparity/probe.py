@@ -1,0 +1,159 @@
+"""One input set at a time: build it, run the reference and ONNX Runtime, compare, keep the figures.
+
+Framework-free: the runners hide the frameworks, ``compare.py`` judges. Failing input sets are kept
+by their recipe so artifacts can be written later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from . import inputs
+from .compare import OutputFigures, Verdict, compare
+from .errors import ModelRejected
+from .report import Failure
+from .runners.onnxruntime import ignored_settings
+from .spec import Recipe
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runners import Runner
+    from .spec import TensorSpec
+    from .tolerance import TolerancePolicy
+
+
+@dataclasses.dataclass
+class FailingCase:
+    """A failing input set kept in memory for artifacts: the inputs and the reference's outputs."""
+
+    feed: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] | None
+
+
+@dataclasses.dataclass
+class Probe:
+    """Compares ``target`` (and, for providers other than CPU, ``cpu``) with ``reference`` on one recipe at a time."""
+
+    reference: Runner
+    target: Runner
+    cpu: Runner | None
+    specs: list[TensorSpec]
+    example: Mapping[str, np.ndarray]
+    policy: TolerancePolicy
+    check_names: bool
+    #: Appended to an ONNX Runtime error: what the graph declares, what was fed.
+    interface: str = ""
+    mask_holes: bool = False
+    figures: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
+    vs_cpu: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
+    checked: list[Recipe] = dataclasses.field(default_factory=list)
+    #: Recipes the reference model itself raised on, with the reason (outside what the model accepts).
+    rejected: dict[Recipe, str] = dataclasses.field(default_factory=dict)
+    cases: dict[Recipe, FailingCase] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, recipe: Recipe) -> Failure | None:
+        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
+        feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes)
+        try:
+            reference = self.reference.infer(feed)
+        except ModelRejected as exc:
+            self.rejected[recipe] = str(exc)[:300]
+            return None
+        self.checked.append(recipe)
+        try:
+            got = self.target.infer(feed)
+        except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
+            message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
+                f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
+            )
+            return self._failure(recipe, feed, reference, "onnxruntime-error", message)
+        verdict = compare(reference, got, self.policy, self.check_names)
+        _fold(self.figures, verdict)
+        if not verdict.passed:
+            return self._failure(recipe, feed, reference, verdict.kind or "values", verdict.problem or "", verdict)
+        if self.cpu is None:
+            return None
+        # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
+        versus_cpu = compare(self.cpu.infer(feed), got, self.policy, check_names=False)
+        _fold(self.vs_cpu, versus_cpu)
+        if versus_cpu.passed:
+            return None
+        message = (
+            f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}"
+        )
+        return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu)
+
+    def case_for(self, failure: Failure | None) -> FailingCase | None:
+        """The inputs and reference outputs of the input set a failure was found on."""
+        return self.cases.get(Recipe.from_dict(failure.recipe)) if failure and failure.recipe else None
+
+    def warnings(self, generated: int, asked: int, passed: bool) -> list[str]:
+        """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
+        out = []
+        if self.reference.name == self.target.name:
+            out.append(
+                "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
+                "shows the graph runs across the inputs, not that its numerics are right (use a provider "
+                "other than cpu)"
+            )
+        if self.rejected:
+            recipe, why = next(iter(self.rejected.items()))
+            out.append(
+                f"the {self.reference.name} model raised on {len(self.rejected)} generated input set(s), which "
+                f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
+                "dynamic_axes or batch_sizes"
+            )
+        if passed and asked and generated < asked:
+            why = (
+                f"{len(self.rejected)} were rejected by the model" if self.rejected else "time budget or a small space"
+            )
+            out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
+        placement = getattr(self.target, "placement", None)
+        if placement is not None and placement.fallback_ops:
+            out.append(
+                f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
+                + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
+            )
+        log = getattr(self.target, "log", [])
+        return out + [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+
+    def _failure(
+        self,
+        recipe: Recipe,
+        feed: dict[str, np.ndarray],
+        reference: dict[str, np.ndarray],
+        kind: str,
+        message: str,
+        verdict: Verdict | None = None,
+    ) -> Failure:
+        self.cases[recipe] = FailingCase(feed, reference)
+        failure = Failure(
+            kind, message, recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()}
+        )
+        if verdict is not None:
+            failure.output = verdict.output
+            failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
+            failure.worst = verdict.worst
+        if self.cpu is not None and kind != "provider-vs-cpu":
+            failure.cpu_verdict = self._cpu_verdict(feed, reference)
+        return failure
+
+    def _cpu_verdict(self, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> str:
+        """ONNX Runtime's CPU provider on the failing input: tells a conversion bug from a provider's."""
+        assert self.cpu is not None
+        try:
+            verdict = compare(reference, self.cpu.infer(feed), self.policy, self.check_names)
+        except Exception as exc:
+            return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
+        worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
+        if verdict.passed:
+            return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
+        return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
+
+
+def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:
+    for out in verdict.outputs:
+        into.setdefault(out.name, OutputFigures(out.name)).merge(out)

@@ -1,0 +1,138 @@
+"""The search for an input the conversion gets wrong: fixed edge cases, then hypothesis, within budgets.
+
+Whatever hypothesis does once a failure is found (shrinking, replaying, a FlakyFailure when a provider
+is not deterministic), the result is the parity failure found, never hypothesis's own exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import inputs
+from .errors import OnnxParityUsageError
+from .settings import MAX_ELEMENTS
+
+if TYPE_CHECKING:
+    from .probe import Probe
+    from .report import Failure
+    from .settings import CheckOptions
+    from .spec import Recipe
+
+#: Once a failure is found, hypothesis shrinks it for at most this long.
+SHRINK_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class SearchResult:
+    failure: Failure | None
+    #: Generated (hypothesis) input sets compared.
+    generated: int
+    #: Recipes not run, with the reason (time budget, memory budget).
+    skipped: dict[Recipe, str]
+
+
+class _Found(Exception):
+    """Raised inside the hypothesis test body so hypothesis shrinks the input that failed."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
+    """Run the edge cases, then generated recipes, until a failure, the budget, or the end."""
+    deadline = time.monotonic() + options.time_budget
+    skipped: dict[Recipe, str] = {}
+    edges = inputs.edge_recipes(probe.specs, options, plan)
+    widest = max(edges, key=lambda r: inputs.elements(r, probe.specs))
+    if inputs.elements(widest, probe.specs) > MAX_ELEMENTS:
+        raise OnnxParityUsageError(
+            f"the input set {widest.describe()} would hold {inputs.elements(widest, probe.specs):,} elements "
+            f"(the budget is {MAX_ELEMENTS:,}): pass smaller batch_sizes / axis_sizes."
+        )
+    for recipe in edges:
+        if recipe.pattern != "example" and time.monotonic() > deadline:
+            skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
+            continue
+        failure = probe(recipe)
+        if failure is not None:
+            return SearchResult(failure, 0, skipped)
+    before = len(probe.checked)
+    failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
+    return SearchResult(failure, len(probe.checked) - before, skipped)
+
+
+def _explore(
+    probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]], deadline: float
+) -> Failure | None:
+    """Generated inputs through hypothesis, shrinking the first failure (within SHRINK_SECONDS)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, control, given, seed
+    from hypothesis import settings as hypothesis_settings
+
+    if control.currently_in_test_context():
+        raise OnnxParityUsageError(
+            "onnx_parity() was called inside a hypothesis @given test; it runs its own hypothesis search over "
+            "the model's inputs, which cannot nest. Call it from a plain test (examples= and seed= steer its inputs)."
+        )
+    found: dict[Recipe, Failure] = {}
+    latest: list[Failure] = []
+
+    def body(recipe: Recipe) -> None:
+        if recipe in found:
+            raise _Found(found[recipe])
+        stop = deadline if not latest else min(deadline, latest_at[0] + SHRINK_SECONDS)
+        if time.monotonic() > stop or inputs.elements(recipe, probe.specs) > MAX_ELEMENTS:
+            return  # budget spent: the smallest failure found so far stands
+        failure = probe(recipe)
+        if failure is not None:
+            found[recipe] = failure
+            latest.append(failure)
+            latest_at[:1] = latest_at[:1] or [time.monotonic()]
+            raise _Found(failure)
+
+    latest_at: list[float] = []
+    test: Any = given(inputs.recipe_strategy(probe.specs, options, plan))(body)
+    test = hypothesis_settings(
+        max_examples=options.examples,
+        deadline=None,
+        database=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )(test)
+    try:
+        seed(options.seed)(test)()
+    except _Found as exc:
+        return exc.failure
+    except Exception:
+        if latest:  # hypothesis's own verdict (a flaky replay ...) must not hide the parity failure found
+            return latest[-1]
+        raise
+    return latest[-1] if latest else None
+
+
+def reach(
+    probe: Probe, plan: Mapping[str, tuple[int, ...]], skipped: Mapping[Recipe, str]
+) -> dict[str, dict[str, Any]]:
+    """Per dynamic axis: the sizes planned, the sizes checked, the largest, and each size skipped with why."""
+    out = {}
+    for dim, planned in plan.items():
+        checked = sorted({r.dims_dict()[dim] for r in probe.checked if dim in r.dims_dict()})
+        why_not: dict[int, str] = {}
+        reasons = [*skipped.items(), *((r, f"the model rejected it ({w[:120]})") for r, w in probe.rejected.items())]
+        for recipe, why in reasons:
+            size = recipe.dims_dict().get(dim)
+            if size is not None and size not in checked:
+                why_not.setdefault(size, why)
+        out[dim] = {
+            "planned": list(planned),
+            "checked": checked,
+            "largest": max(checked, default=None),
+            "skipped": {str(size): why for size, why in sorted(why_not.items())},
+        }
+    return out

@@ -1,0 +1,172 @@
+"""ParitySession: everything a pytest session keeps about parity checks, and the policy applied to each.
+
+It resolves options, reuses exports, runs the engine, decides pass / fail / skip / strict, writes
+artifacts and records each check for the summary, the JSON report and JUnit. The fixture only calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import summary
+from .errors import OnnxParityError, OnnxParityWarning, ParityMismatch
+from .settings import CheckOptions, SessionPolicy, marker_options, resolve
+
+if TYPE_CHECKING:
+    from .engine import CheckResult
+    from .export import ExportedModel
+    from .report import ParityReport
+
+#: The parity entries of one test item (shipped to the xdist controller on its call report).
+ITEM_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def model_key(node: Any) -> str:
+    """The test without the plugin's own parameters: the same key for its provider and benchmark items."""
+    params = getattr(getattr(node, "callspec", None), "params", {})
+    rest = ",".join(
+        f"{k}={v!r}" for k, v in sorted(params.items()) if k not in ("onnx_parity_provider", "_onnx_parity_benchmark")
+    )
+    base = node.nodeid.split("[")[0]
+    return f"{base}[{rest}]" if rest else base
+
+
+class ExportCache:
+    """One export per model per session: keyed by the test, the model's fingerprint and the export options."""
+
+    def __init__(self) -> None:
+        self._exports: dict[str, ExportedModel] = {}
+        #: Exports actually run (not reused), by key: what the tests count.
+        self.exports_run: list[str] = []
+
+    def exporter(self, test: str, fresh: bool = False) -> Callable[..., ExportedModel]:
+        from .export import cache_key, export
+
+        def get(
+            prepared: Any, axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
+        ) -> ExportedModel:
+            key = cache_key(test, prepared, axes, options)
+            hit = None if fresh or key is None else self._exports.get(key)
+            if hit is not None:
+                return dataclasses.replace(hit, origin="reused", seconds=0.0)
+            exported = export(prepared, axes, options, workdir)
+            self.exports_run.append(key or test)
+            if key is not None:
+                self._exports[key] = exported
+            return exported
+
+        return get
+
+
+class ParitySession:
+    def __init__(self, config: pytest.Config, policy: SessionPolicy, defaults: Mapping[str, Any]) -> None:
+        self.config, self.policy, self.defaults = config, policy, dict(defaults)
+        self.exports = ExportCache()
+        self.entries: list[dict[str, Any]] = []
+        self.benchmark: Any = None
+        if policy.benchmark_allowed:
+            from .benchmark import BenchmarkState
+
+            self.benchmark = BenchmarkState()
+
+    def options(self, node: Any, call: Mapping[str, Any]) -> CheckOptions:
+        marker = node.get_closest_marker("onnx_parity")
+        return resolve(call, marker_options(marker.args, marker.kwargs) if marker else {}, self.defaults)
+
+    def measurements(self) -> list[Any]:
+        return self.benchmark.measurements if self.benchmark is not None else []
+
+    def run(self, prepared: Any, options: CheckOptions, provider: str, workdir: Path, node: Any) -> CheckResult:
+        """The engine through the export cache; a failure on a reused export is re-checked on a fresh one."""
+        from .engine import run
+
+        test = model_key(node)
+        result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test))
+        if not result.report.passed and result.exported.origin in ("reused", "cached"):
+            result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test, fresh=True))
+        return result
+
+    def check(
+        self,
+        request: pytest.FixtureRequest,
+        provider: str,
+        bench_case: Any,
+        model: Any,
+        example: Any,
+        call: Mapping[str, Any],
+    ) -> ParityReport:
+        """The fixture's body: run one check and apply the session's policy to it."""
+        __tracebackhide__ = True
+        from .runners.onnxruntime import ProviderUnavailable
+
+        node = request.node
+        entries = node.stash.setdefault(ITEM_ENTRIES, [])
+        index = len(entries)
+        try:
+            from .engine import prepare
+
+            options = self.options(node, call)
+            workdir = request.getfixturevalue("tmp_path_factory").mktemp(f"onnx_parity_{index}", numbered=True)
+            extra = [adapter for added in self.config.hook.pytest_onnxparity_adapters() for adapter in added]
+            prepared = prepare(model, example, options, extra)
+            try:
+                if bench_case is not None and index == 0:
+                    from . import benchmark
+
+                    return benchmark.run(self, request, prepared, options, provider, bench_case, workdir)
+                result = self.run(prepared, options, provider, workdir, node)
+            finally:
+                prepared.close()
+        except ProviderUnavailable as exc:
+            entries.append(summary.error_entry(node.nodeid, provider, str(exc), "skipped"))
+            if self.policy.require_providers:
+                pytest.fail(
+                    f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
+                )
+            pytest.skip(f"onnx_parity: {exc}")
+        except OnnxParityError as exc:
+            entries.append(summary.error_entry(node.nodeid, provider, str(exc)))
+            raise type(exc)(f"onnx_parity: {exc}") from None
+        except Exception as exc:
+            entries.append(summary.error_entry(node.nodeid, provider, f"{type(exc).__name__}: {exc}"))
+            raise
+        return self.decide(request, index, options, result)
+
+    def decide(
+        self, request: pytest.FixtureRequest, index: int, options: CheckOptions, result: CheckResult
+    ) -> ParityReport:
+        """The policy: record the check, then pass, fail (mismatch, or warnings under strict) or warn."""
+        __tracebackhide__ = True
+        node, report = request.node, result.report
+        if not report.passed:
+            report.repro = (
+                f"pytest {shlex.quote(node.nodeid)} --onnx-seed={options.seed} --onnx-providers={report.provider}"
+            )
+            if self.policy.artifacts is not None and result.case is not None:
+                from .artifacts import save_failure
+
+                report.artifacts = str(save_failure(self.policy.artifacts, node.nodeid, index, result))
+                report.repro += "; replay without the framework: python -m pytest_onnxparity.replay " + shlex.quote(
+                    report.artifacts
+                )
+        elif index == 0 and self.benchmark is not None:
+            self.benchmark.parity[(model_key(node), report.provider)] = (result.exported.path, report)
+        node.stash[ITEM_ENTRIES].append(summary.plain(report.to_dict()))
+        node.user_properties.extend(summary.junit_properties(index, report))
+        if not report.passed:
+            raise ParityMismatch(report) from None
+        if report.warnings and self.policy.strict:
+            pytest.fail(
+                "onnx_parity (--onnx-strict): the check passed with warnings:\n  - " + "\n  - ".join(report.warnings),
+                pytrace=False,
+            )
+        for text in report.warnings:
+            warnings.warn(OnnxParityWarning(f"{node.nodeid} [{report.provider}]: {text}"), stacklevel=4)
+        return report

@@ -1,0 +1,127 @@
+"""The session's record of every check: entries, the summary table, the JSON report, JUnit properties.
+
+Entries are plain JSON (non-finite numbers as strings) so xdist can ship them and the report is strict
+JSON; everything here formats what it gets and never raises on an odd value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .report import ParityReport
+
+
+def plain(entry: dict[str, Any]) -> dict[str, Any]:
+    """Only JSON types: non-finite floats become 'inf', '-inf', 'nan'; tuples become lists."""
+    result: dict[str, Any] = json.loads(json.dumps(_json_safe(entry), default=str))
+    return result
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def error_entry(nodeid: str, provider: str, message: str, status: str = "error") -> dict[str, Any]:
+    """A check that ended without a report (bad input, a crash, a missing provider)."""
+    return {"nodeid": nodeid, "provider": provider, "passed": False, "status": status, "error": message}
+
+
+def junit_properties(index: int, report: ParityReport) -> list[tuple[str, Any]]:
+    """Key figures as JUnit ``user_properties`` (``--junitxml`` carries them)."""
+    prefix = "onnx_parity" if index == 0 else f"onnx_parity_{index}"
+    worst = report.worst_output()
+    props: dict[str, Any] = {
+        "passed": report.passed,
+        "provider": report.provider,
+        "examples": report.examples,
+        "exporter": report.exporter,
+        "opset": report.opset,
+        "precision": report.precision,
+        "worst_output": worst.name if worst else "",
+        "max_abs_diff": worst.max_abs_diff if worst else 0.0,
+        "max_rel_diff": worst.max_rel_diff if worst else 0.0,
+        "tolerance_used": worst.tolerance_used if worst else 0.0,
+    }
+    if report.failure is not None:
+        props["failure"] = f"{report.failure.kind}: {report.failure.message}"
+    return [(f"{prefix}.{k}", v) for k, v in props.items()]
+
+
+def _number(value: Any, spec: str) -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _float(value: Any) -> float:
+    """A figure as a float ('inf' strings included); anything unreadable sorts as the worst."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.inf
+    return math.inf if math.isnan(number) else number
+
+
+def _margin(entry: dict[str, Any]) -> float:
+    if "error" in entry or not entry.get("passed", False):
+        return math.inf
+    return max((_float(o["tolerance_used"]) for o in entry.get("outputs", [])), default=0.0)
+
+
+def _reach(entry: dict[str, Any]) -> str:
+    parts = [f"{dim}<={fig['largest']}" for dim, fig in (entry.get("reach") or {}).items() if fig.get("largest")]
+    skipped = sum(len(fig.get("skipped", {})) for fig in (entry.get("reach") or {}).values())
+    return (", ".join(parts) or "-") + (f" ({skipped} skipped)" if skipped else "")
+
+
+def _row(entry: dict[str, Any]) -> tuple[str, ...]:
+    head = (str(entry.get("nodeid", "?")), str(entry.get("provider", "?")))
+    if "error" in entry:
+        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR")
+    outputs = entry.get("outputs") or []
+    worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
+    failure = entry.get("failure") or {}
+    value_failure = failure.get("kind") in (None, "values", "nonfinite", "provider-vs-cpu")
+    status = "PASS" if entry.get("passed") else f"FAIL ({failure.get('kind', '?')})"
+    if entry.get("passed") and worst is not None:
+        status += f" {_number(worst['tolerance_used'], '.0%')}"
+    if worst is None or not value_failure:  # figures from other inputs beside a crash would mislead
+        return (*head, str(entry.get("examples", "-")), "-", "-", "-", _reach(entry), status)
+    return (
+        *head,
+        str(entry.get("examples", "-")),
+        str(worst["name"]),
+        _number(worst["max_abs_diff"], ".2e"),
+        f"{_number(worst['atol'], 'g')}/{_number(worst['rtol'], 'g')}",
+        _reach(entry),
+        status,
+    )
+
+
+def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """One row per check, the closest to failing first."""
+    rows = [_row(e) for e in sorted(entries, key=_margin, reverse=True)]
+    header = ("test", "provider", "examples", "worst output", "max abs", "atol/rtol", "reach", "margin")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def write_json(path: Path, entries: list[dict[str, Any]]) -> None:
+    """The JSON report, written atomically (a temporary file in the same directory, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": 2, "checks": entries}, indent=2, allow_nan=False))
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""The tolerance of each output: dtype defaults, the provider's precision, the user's atol/rtol.
+
+Standard library only; ``compare.py`` applies what this module decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import CheckOptions
+
+#: (atol, rtol) by float dtype; integers and bools are exact.
+DTYPE_DEFAULTS = {
+    "float16": (1e-3, 1e-2),
+    "bfloat16": (1e-2, 2e-2),
+    "float32": (1e-5, 1e-4),
+    "float64": (1e-7, 1e-6),
+}
+#: Float tolerances by the precision a provider computes a float32 graph in; f32 keeps the dtype defaults.
+#: Wider than the dtype defaults: rounding every weight and activation (8 significant bits for bf16, 11 for
+#: f16/tf32) errs in proportion to the intermediate values, which can be far larger than the outputs.
+PRECISION_DEFAULTS = {"tf32": (2e-3, 1e-2), "f16": (1e-2, 1e-2), "bf16": (5e-2, 5e-2)}
+
+
+def is_float(dtype_name: str) -> bool:
+    return dtype_name.startswith(("float", "bfloat"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TolerancePolicy:
+    """What each output is allowed: a number or a per-output dict for atol/rtol, else the defaults.
+
+    ``reason`` says why the defaults were widened (a provider running in reduced precision).
+    """
+
+    atol: float | Mapping[str, float] | None = None
+    rtol: float | Mapping[str, float] | None = None
+    precision_default: tuple[float, float] | None = None
+    reason: str = ""
+
+    def for_output(self, name: str, dtype_name: str) -> tuple[float, float]:
+        """(atol, rtol) of one output; a user number applies to float outputs, a per-output dict to any."""
+        named = any(isinstance(v, Mapping) and name in v for v in (self.atol, self.rtol))
+        if not is_float(dtype_name) and not named:
+            return 0.0, 0.0
+        default = DTYPE_DEFAULTS.get(dtype_name, DTYPE_DEFAULTS["float32"]) if is_float(dtype_name) else (0.0, 0.0)
+        if self.precision_default is not None and dtype_name == "float32":
+            default = self.precision_default
+
+        def pick(value: Any, fallback: float) -> float:
+            if isinstance(value, Mapping):
+                return float(value.get(name, fallback))
+            return fallback if value is None else float(value)
+
+        return pick(self.atol, default[0]), pick(self.rtol, default[1])
+
+    def names(self) -> set[str]:
+        """Output names the user's per-output dicts mention (checked against the model's outputs)."""
+        return {k for v in (self.atol, self.rtol) if isinstance(v, Mapping) for k in v}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def for_provider(options: CheckOptions, provider: str) -> TolerancePolicy:
+    """``provider_tolerances`` > atol/rtol > the provider's precision > dtype defaults."""
+    from . import providers
+
+    override = options.provider_tolerances.get(provider, {})
+    atol = override.get("atol", options.atol)
+    rtol = override.get("rtol", options.rtol)
+    ran = providers.precision(provider, options.provider_options.get(provider, {}))
+    if not ran.reduced or ran.name not in PRECISION_DEFAULTS:
+        return TolerancePolicy(atol, rtol)
+    if atol is not None and rtol is not None:
+        reason = (
+            f"{provider} runs in {ran.text()}; the atol/rtol you set apply unchanged "
+            f"(provider_tolerances={{'{provider}': {{...}}}} sets this provider's own)"
+        )
+    else:
+        reason = f"float32 outputs get {ran.name} tolerances: {provider} runs in {ran.text()}"
+    return TolerancePolicy(atol, rtol, PRECISION_DEFAULTS[ran.name], reason)
