@@ -6,6 +6,7 @@ what a check needs when it runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .compare import OutputFigures
@@ -24,11 +25,26 @@ __all__ = [
 __version__ = "0.2.0"
 
 
-def check(model: Any, example_inputs: Any, provider: str = "cpu", **options: Any) -> ParityReport:
+def check(
+    model: Any, example_inputs: Any, provider: str = "cpu", workdir: str | Path | None = None, **options: Any
+) -> ParityReport:
     """Check ``model`` against its ONNX conversion on ``provider``, outside pytest (an export script, a notebook).
 
-    Same options as the ``onnx_parity`` fixture; returns the :class:`ParityReport` (``report.passed``).
+    Same options as the ``onnx_parity`` fixture. Returns the :class:`ParityReport` (``report.passed``,
+    ``report.text()``) and raises :class:`OnnxParityError` on bad input. The export goes to ``workdir``
+    (default: a new temporary directory, kept for inspection).
     """
-    from .engine import check as run_check
+    import tempfile
 
-    return run_check(model, example_inputs, provider, **options)
+    from . import engine
+    from .providers import parse_providers
+    from .settings import resolve
+
+    (short,) = parse_providers(provider)
+    resolved = resolve(options, {}, {})
+    where = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="onnxparity_"))
+    prepared = engine.prepare(model, example_inputs, resolved)
+    try:
+        return engine.run(prepared, resolved, short, where).report
+    finally:
+        prepared.close()

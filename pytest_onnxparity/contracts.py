@@ -118,3 +118,18 @@ def before_running(probe: Probe, info: GraphInfo, dynamic_axes: Mapping[str, Map
     except ModelRejected:
         return None  # the model's own batch contract is judged later, over every batch size
     return output_batch_fixed(info, first, wider_outputs)
+
+
+def declared_output_dims(info: GraphInfo, shapes: Mapping[str, set[tuple[int, ...]]]) -> list[str]:
+    """Output dims the graph declares fixed while the model's outputs vary there (a warning: ONNX Runtime
+    computes the right shape, but consumers that trust the declared one, such as TensorRT, do not)."""
+    out = []
+    for seen, graph_name in zip(shapes.values(), info.outputs):
+        for axis, declared in enumerate(info.output_dims.get(graph_name, [])):
+            sizes = sorted({shape[axis] for shape in seen if axis < len(shape)})
+            if isinstance(declared, int) and sizes and sizes != [declared]:
+                out.append(
+                    f"the ONNX graph declares output {graph_name!r} axis {axis} as {declared} but the model returns "
+                    f"{sizes[0]}..{sizes[-1]} there ({_CAUSE}); runtimes that trust declared shapes will break"
+                )
+    return out

@@ -1,23 +1,20 @@
 """The engine: one parity check, model -> export -> runners -> search -> ParityReport. No pytest.
 
-from pytest_onnxparity import check
-report = check(model, example_inputs, provider="cpu", atol=1e-5)   # report.passed, report.text()
+``pytest_onnxparity.check`` (the Python API) and the fixture both come here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import adapters, contracts, inputs, interface, search, spec, tolerance
-from .errors import OnnxParityUsageError
 from .export import ExportedModel, export
 from .probe import FailingCase, Probe
 from .report import ParityReport
-from .runners.onnxruntime import OrtRunner, require
+from .runners.onnxruntime import OrtRunner, require, versions
 
 if TYPE_CHECKING:
     from .settings import CheckOptions
@@ -31,27 +28,6 @@ class CheckResult:
     exported: ExportedModel
     policy: tolerance.TolerancePolicy
     case: FailingCase | None = None
-
-
-def check(
-    model: Any, example_inputs: Any, provider: str = "cpu", workdir: str | Path | None = None, **options: Any
-) -> ParityReport:
-    """Check ``model`` against its ONNX conversion on ``provider``, outside pytest; options as for the fixture.
-
-    Returns the report (``report.passed``, ``report.text()``); raises :class:`OnnxParityError` on bad input.
-    The export goes to ``workdir`` (default: a new temporary directory, kept for inspection).
-    """
-    from .providers import parse_providers
-    from .settings import resolve
-
-    (short,) = parse_providers(provider)
-    resolved = resolve(options, {}, {})
-    where = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="onnxparity_"))
-    prepared = prepare(model, example_inputs, resolved)
-    try:
-        return run(prepared, resolved, short, where).report
-    finally:
-        prepared.close()
 
 
 def prepare(
@@ -88,12 +64,7 @@ def _compare(
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
-    policy = tolerance.for_provider(options, provider)
-    if policy.names() - set(prepared.output_names):
-        raise OnnxParityUsageError(
-            f"atol/rtol name output(s) {sorted(policy.names() - set(prepared.output_names))} "
-            f"that the model does not return; its outputs are {list(prepared.output_names)}."
-        )
+    policy = tolerance.for_provider(options, provider, prepared.output_names)
     device = prepared.place(provider)
     target = OrtRunner(
         exported.path,
@@ -123,38 +94,22 @@ def _compare(
     report = ParityReport(
         passed=failure is None,
         provider=provider,
-        examples=len(probe.checked),
-        outputs=list(probe.figures.values()),
-        onnx_path=exported.path,
         framework=prepared.name,
-        exporter=exported.exporter,
-        opset=info.opset,
         seed=options.seed,
         nodeid=nodeid,
         failure=failure,
         warnings=[
             *exported.warnings,
             *matched.warnings,
+            *contracts.declared_output_dims(info, probe.shapes),
             *probe.warnings(found.generated, options.examples, failure is None),
         ],
-        export_notes=list(exported.notes),
-        versions={**prepared.versions(), **_runtime_versions()},
-        executed_providers=target.placement.providers,
-        node_placement=target.placement.nodes,
-        fallback_nodes=target.placement.fallback_ops,
-        provider_options=dict(target.options),
-        precision=target.precision.text(),
+        versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,
-        provider_log=list(target.log),
         reference=f"{prepared.name} on {device}",
-        versus_cpu=list(probe.vs_cpu.values()),
         reach=search.reach(probe, plan, found.skipped),
+        **exported.report_fields(),
+        **probe.report_fields(),
+        **target.report_fields(),
     )
     return CheckResult(report, exported, policy, probe.case_for(failure))
-
-
-def _runtime_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

@@ -9,7 +9,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import graph
 
@@ -29,6 +29,15 @@ class ExportedModel:
     #: ``user file`` (onnx_model=) or ``model file`` (the model is an .onnx).
     origin: str
     seconds: float = 0.0
+
+    def report_fields(self) -> dict[str, Any]:
+        """What the export contributes to the report, under its field names."""
+        return {
+            "onnx_path": self.path,
+            "exporter": self.exporter,
+            "opset": self.graph.opset,
+            "export_notes": list(self.notes),
+        }
 
     @property
     def names_are_ours(self) -> bool:
@@ -51,8 +60,8 @@ def export(
     warnings = list(result.warnings)
     if options.opset is not None and info.opset != options.opset and result.path is None:
         warnings.append(
-            f"opset={options.opset} was asked for but the exporter wrote opset {info.opset} (it supports other "
-            "opsets only; see the export notes)"
+            f"opset={options.opset} was asked for but the exporter wrote opset {info.opset} (it does not export "
+            f"opset {options.opset}{'; see the export notes' if result.notes else ''})"
         )
     return ExportedModel(
         path,

@@ -16,7 +16,8 @@ import pytest
 from . import providers, summary
 from .errors import OnnxParityError, OnnxParityWarning
 from .session import ITEM_ENTRIES, ParitySession
-from .settings import VALIDATORS, SessionPolicy
+from .settings import SessionPolicy
+from .validate import VALIDATORS
 
 SESSION = pytest.StashKey[ParitySession]()
 _PREVIOUS_PROVIDERS = pytest.StashKey[dict[str, Any]]()
@@ -210,6 +211,13 @@ def onnx_parity_provider() -> str:
 def onnx_parity(request: pytest.FixtureRequest, onnx_parity_provider: str, _onnx_parity_benchmark: Any) -> Any:
     """``onnx_parity(model, example_inputs, **options) -> ParityReport``; fails the test on any mismatch."""
     session = request.config.stash[SESSION]
+    if getattr(request.function, "is_hypothesis_test", False):
+        pytest.fail(
+            "onnx_parity cannot be used in a hypothesis @given test: it runs its own hypothesis search over the "
+            "model's inputs, which cannot nest (and hypothesis refuses function-scoped fixtures in @given tests). "
+            "Call it from a plain test; examples= and seed= steer the inputs it generates.",
+            pytrace=False,
+        )
 
     def check(model: Any, example_inputs: Any, **options: Any) -> Any:
         __tracebackhide__ = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import inputs
 from .compare import OutputFigures, Verdict, compare
@@ -53,6 +53,8 @@ class Probe:
     #: Recipes the reference model itself raised on, with the reason (outside what the model accepts).
     rejected: dict[Recipe, str] = dataclasses.field(default_factory=dict)
     cases: dict[Recipe, FailingCase] = dataclasses.field(default_factory=dict)
+    #: Every shape each reference output took (held against the graph's declared output dims).
+    shapes: dict[str, set[tuple[int, ...]]] = dataclasses.field(default_factory=dict)
 
     def __call__(self, recipe: Recipe) -> Failure | None:
         """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
@@ -63,6 +65,8 @@ class Probe:
             self.rejected[recipe] = str(exc)[:300]
             return None
         self.checked.append(recipe)
+        for name, value in reference.items():
+            self.shapes.setdefault(name, set()).add(tuple(value.shape))
         try:
             got = self.target.infer(feed)
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
@@ -85,6 +89,14 @@ class Probe:
             f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}"
         )
         return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu)
+
+    def report_fields(self) -> dict[str, Any]:
+        """The figures over every input set compared, under the report's field names."""
+        return {
+            "examples": len(self.checked),
+            "outputs": list(self.figures.values()),
+            "versus_cpu": list(self.vs_cpu.values()),
+        }
 
     def case_for(self, failure: Failure | None) -> FailingCase | None:
         """The inputs and reference outputs of the input set a failure was found on."""

@@ -61,7 +61,10 @@ def replay(case: Path, provider: str = "CPUExecutionProvider") -> tuple[bool, li
     if not sets:
         raise ReplayError(f"{case} has no test_data_set_* directory: there is nothing to replay")
     policy = _policy(case)
-    session = ort.InferenceSession(str(case / "model.onnx"), providers=[provider])
+    try:
+        session = ort.InferenceSession(str(case / "model.onnx"), providers=[provider])
+    except Exception as exc:
+        raise ReplayError(f"ONNX Runtime cannot load {case / 'model.onnx'}: {exc}") from exc
     names = [i.name for i in session.get_inputs()]
     ok, lines = True, []
     for data in sets:

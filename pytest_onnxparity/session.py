@@ -139,6 +139,20 @@ class ParitySession:
             raise
         return self.decide(request, index, options, result)
 
+    def _save_artifacts(self, nodeid: str, index: int, result: CheckResult) -> None:
+        """Repro artifacts of a failing check; a write that fails is a warning, never a replacement for the failure."""
+        from .artifacts import save_failure
+
+        report = result.report
+        try:
+            report.artifacts = str(save_failure(self.policy.artifacts or Path(), nodeid, index, result))
+        except Exception as exc:
+            report.warnings.append(f"could not save the artifacts under {self.policy.artifacts}: {exc}")
+            return
+        report.repro += (
+            f"; replay without the framework: python -m pytest_onnxparity.replay {shlex.quote(report.artifacts)}"
+        )
+
     def decide(
         self, request: pytest.FixtureRequest, index: int, options: CheckOptions, result: CheckResult
     ) -> ParityReport:
@@ -150,12 +164,7 @@ class ParitySession:
                 f"pytest {shlex.quote(node.nodeid)} --onnx-seed={options.seed} --onnx-providers={report.provider}"
             )
             if self.policy.artifacts is not None and result.case is not None:
-                from .artifacts import save_failure
-
-                report.artifacts = str(save_failure(self.policy.artifacts, node.nodeid, index, result))
-                report.repro += "; replay without the framework: python -m pytest_onnxparity.replay " + shlex.quote(
-                    report.artifacts
-                )
+                self._save_artifacts(node.nodeid, index, result)
         elif index == 0 and self.benchmark is not None:
             self.benchmark.parity[(model_key(node), report.provider)] = (result.exported.path, report)
         node.stash[ITEM_ENTRIES].append(summary.plain(report.to_dict()))

@@ -6,7 +6,7 @@ Standard library only; ``compare.py`` applies what this module decides.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,22 +57,24 @@ class TolerancePolicy:
 
         return pick(self.atol, default[0]), pick(self.rtol, default[1])
 
-    def names(self) -> set[str]:
-        """Output names the user's per-output dicts mention (checked against the model's outputs)."""
-        return {k for v in (self.atol, self.rtol) if isinstance(v, Mapping) for k in v}
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def for_provider(options: CheckOptions, provider: str, output_names: Sequence[str]) -> TolerancePolicy:
+    """``provider_tolerances`` > atol/rtol > the provider's precision > dtype defaults.
 
+    A per-output dict must name outputs the model returns (a misspelled name would silently apply nothing).
+    """
+    from . import precision
+    from .errors import OnnxParityUsageError
 
-def for_provider(options: CheckOptions, provider: str) -> TolerancePolicy:
-    """``provider_tolerances`` > atol/rtol > the provider's precision > dtype defaults."""
-    from . import providers
-
+    unknown = sorted({k for v in (options.atol, options.rtol) if isinstance(v, Mapping) for k in v} - set(output_names))
+    if unknown:
+        raise OnnxParityUsageError(
+            f"atol/rtol name output(s) {unknown} that the model does not return; its outputs are {list(output_names)}."
+        )
     override = options.provider_tolerances.get(provider, {})
     atol = override.get("atol", options.atol)
     rtol = override.get("rtol", options.rtol)
-    ran = providers.precision(provider, options.provider_options.get(provider, {}))
+    ran = precision.precision(provider, options.provider_options.get(provider, {}))
     if not ran.reduced or ran.name not in PRECISION_DEFAULTS:
         return TolerancePolicy(atol, rtol)
     if atol is not None and rtol is not None:

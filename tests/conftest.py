@@ -82,6 +82,11 @@ def failure_text(reprec: pytest.HookRecorder) -> dict[str, str]:
     return {r.nodeid: r.longreprtext for r in reprec.getreports("pytest_runtest_logreport") if r.failed}
 
 
+def failures_by_test(reprec: pytest.HookRecorder) -> dict[str, str]:
+    """Test function name (no module, no parameters) -> failure text, for inner runs of many small tests."""
+    return {nodeid.split("::")[1].split("[")[0]: text for nodeid, text in failure_text(reprec).items()}
+
+
 def parity_warnings(reprec: pytest.HookRecorder) -> list[str]:
     """The plugin's own warnings of an inline run (pytest's other warnings vary with how it was started)."""
     from pytest_onnxparity import OnnxParityWarning

@@ -145,6 +145,7 @@ def test_reduced_precision_is_stated_widened_and_still_catches_a_changed_weight(
         """
         import copy, torch
         from sample_models.torch_models import build
+        from tests.models import export_file
 
         def test_healthy(onnx_parity, request):
             model, example, options = build("mlp")
@@ -161,10 +162,7 @@ def test_reduced_precision_is_stated_widened_and_still_catches_a_changed_weight(
             broken = copy.deepcopy(model)
             with torch.no_grad():
                 broken.net[0].weight.mul_(1.2)            # a real defect: one weight matrix off by 20%
-            torch.onnx.export(broken, (example,), str(tmp_path / "broken.onnx"), dynamo=True,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), input_names=["x"],
-                              output_names=["output"])
-            onnx_parity(model, example, onnx_model=str(tmp_path / "broken.onnx"))
+            onnx_parity(model, example, onnx_model=export_file(broken, example, tmp_path / "broken.onnx"))
         """
     )
     reduced = pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider")

@@ -179,6 +179,25 @@ def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list
     return named
 
 
+def call_model(
+    call: Callable[[], Any], flatten: Callable[[Any], list[tuple[str, Any]]], structure: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """Run the user's model: what it raises is its rejection of the input (not compared, counted); an output
+    structure other than the example's cannot be what a fixed ONNX graph returns."""
+    try:
+        result = call()
+    except Exception as exc:  # raised inside the user's model: an input outside what it accepts
+        raise ModelRejected(exc) from exc
+    named = flatten(result)
+    if [n for n, _ in named] != list(structure):
+        raise OnnxParityError(
+            f"the model returned the outputs {[n for n, _ in named]} here but {list(structure)} on the example: an "
+            "ONNX graph has a fixed set of outputs, so an output structure that depends on the input (a "
+            "variable-length list) cannot be exported faithfully. Return a fixed structure (stack the list)."
+        )
+    return named
+
+
 def positional_names(names: Sequence[str]) -> bool:
     """True when output names only say where an output sits (``output``, ``output_0``), not what it is."""
     return all(re.fullmatch(r"output(_\d+)*", n) for n in names)

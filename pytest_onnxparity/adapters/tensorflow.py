@@ -15,16 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
-from . import ExportResult, input_names, output_names, outputs_on_example, positional_names, quiet, short_error
+from ..errors import OnnxParityUsageError
+from . import ExportResult, call_model, input_names, output_names, outputs_on_example, positional_names
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..settings import CheckOptions
-
-#: The opset used unless ``opset=`` says otherwise (tf2onnx 1.17 supports up to 18).
-DEFAULT_OPSET = 17
 
 
 def _tf() -> Any:
@@ -187,17 +184,7 @@ class PreparedTensorFlowModel:
         import numpy as np
 
         tensors = self._tensors(feed)
-        try:
-            result = self._call(tensors)
-        except Exception as exc:  # raised inside the user's model: an input outside what it accepts
-            raise ModelRejected(exc) from exc
-        named = flatten_outputs(result)
-        if [n for n, _ in named] != self._structure:
-            raise OnnxParityError(
-                f"the model returned the outputs {[n for n, _ in named]} here but {self._structure} on the example: "
-                "an ONNX graph has a fixed set of outputs, so an output structure that depends on the input cannot "
-                "be exported faithfully."
-            )
+        named = call_model(lambda: self._call(tensors), flatten_outputs, self._structure)
         return {name: np.array(t) for name, (_, t) in zip(self.output_names, named)}
 
     def timed_call(self, feed: Mapping[str, np.ndarray]) -> tuple[Callable[[], Any], str]:
@@ -214,41 +201,17 @@ class PreparedTensorFlowModel:
         return (lambda: [np.asarray(t) for t in compiled(*tensors)]), "tf.function (graph mode), inference"
 
     def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions) -> ExportResult:
-        if options.exporter not in ("auto",):
-            raise OnnxParityUsageError(
-                f"exporter={options.exporter!r} is a PyTorch exporter; TensorFlow models are converted with tf2onnx "
-                "(leave exporter at 'auto')."
-            )
-        tf = _tf()
-        import tf2onnx
+        from .tensorflow_export import export
 
-        specs = []
-        for name, array in self.example.items():
-            dyn = dynamic_axes.get(name, {})
-            shape = [None if axis in dyn else n for axis, n in enumerate(array.shape)]
-            specs.append(tf.TensorSpec(shape, tf.as_dtype(array.dtype), name=name))
         call = self._call
-
-        def exported(*xs: Any) -> list[Any]:
-            return [t for _, t in flatten_outputs(call(list(xs)))]
-
-        opset = options.opset or DEFAULT_OPSET
-        function = tf.function(exported)
-        try:
-            with quiet("tf2onnx", "tensorflow", "absl"):
-                proto, _ = tf2onnx.convert.from_function(function, input_signature=tuple(specs), opset=opset)
-                _inline_captured_constants(proto, function.get_concrete_function(*specs), list(self.example))
-        except Exception as exc:
-            raise OnnxParityError(
-                f"tf2onnx could not convert the model (opset {opset}): {short_error(exc)}\n  Fix: an op tf2onnx lacks "
-                "may exist at a higher opset (opset=18), otherwise convert it yourself and pass the file as "
-                "onnx_model=..."
-            ) from exc
-        _rename_outputs(proto, list(self.output_names))
-        import onnx
-
-        onnx.save(proto, str(path))
-        return ExportResult(f"tf2onnx {tf2onnx.__version__} (from_function)")
+        return export(
+            lambda xs: [t for _, t in flatten_outputs(call(xs))],
+            self.example,
+            self.output_names,
+            path,
+            dynamic_axes,
+            options,
+        )
 
     def fingerprint(self) -> str:
         """The model's type, its traced graph and its weights (and a tf.function's captured values)."""
@@ -311,39 +274,6 @@ def _example_from_spec(spec: Any) -> np.ndarray:
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     return rng.integers(0, 10, size=shape).astype(dtype)
-
-
-def _inline_captured_constants(proto: Any, concrete: Any, input_names: list[str]) -> None:
-    """tf2onnx turns tensors a tf.function captured from eager code into graph inputs; make them initializers.
-
-    (Variables are frozen by tf2onnx itself; a captured ``tf.constant`` is not.)
-    """
-    from onnx import numpy_helper
-
-    graph = proto.graph
-    extra = {i.name for i in graph.input} - set(input_names)
-    if not extra:
-        return
-    values = {}
-    for external, internal in zip(concrete.captured_inputs, concrete.graph.internal_captures):
-        if internal.name in extra and hasattr(external, "numpy"):
-            values[internal.name] = external.numpy()
-    for name, value in values.items():
-        graph.initializer.append(numpy_helper.from_array(value, name))
-    kept = [i for i in graph.input if i.name not in values]
-    del graph.input[:]
-    graph.input.extend(kept)
-
-
-def _rename_outputs(proto: Any, names: list[str]) -> None:
-    """tf2onnx names outputs ``Identity:0``...; give them the model's names (the order is ours)."""
-    graph = proto.graph
-    mapping = {o.name: new for o, new in zip(graph.output, names) if o.name != new}
-    for node in graph.node:
-        node.output[:] = [mapping.get(n, n) for n in node.output]
-        node.input[:] = [mapping.get(n, n) for n in node.input]
-    for output in graph.output:
-        output.name = mapping.get(output.name, output.name)
 
 
 def prepare(model: Any, example_inputs: Any, options: CheckOptions) -> PreparedTensorFlowModel:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError, OnnxParityWarning
-from . import ExportResult, input_names, output_names, outputs_on_example, positional_names, quiet, short_error
+from ..errors import OnnxParityUsageError, OnnxParityWarning
+from . import ExportResult, call_model, input_names, output_names, outputs_on_example, positional_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,17 +203,7 @@ class PreparedTorchModel:
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = self._tensors(feed)
-        try:
-            result = self._forward(tensors)
-        except Exception as exc:  # raised inside the user's model: an input outside what it accepts
-            raise ModelRejected(exc) from exc
-        named = flatten_outputs(result)
-        if [n for n, _ in named] != self._structure:
-            raise OnnxParityError(
-                f"the model returned the outputs {[n for n, _ in named]} here but {self._structure} on the example: "
-                "an ONNX graph has a fixed set of outputs, so an output structure that depends on the input (a "
-                "variable-length list) cannot be exported faithfully. Return a fixed structure (stack the list)."
-            )
+        named = call_model(lambda: self._forward(tensors), flatten_outputs, self._structure)
         return {name: to_numpy(t) for name, (_, t) in zip(self.output_names, named)}
 
     def timed_call(self, feed: Mapping[str, np.ndarray]) -> tuple[Callable[[], Any], str]:
@@ -243,92 +233,14 @@ class PreparedTorchModel:
         return self.device
 
     def export(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions) -> ExportResult:
-        order = ("dynamo", "torchscript") if options.exporter == "auto" else (options.exporter,)
-        reasons: list[str] = []
-        for exporter in order:
-            try:
-                with quiet(
-                    "torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.__trace", "onnxscript"
-                ) as said:
-                    if exporter == "dynamo":
-                        self._export_dynamo(path, dynamic_axes, options)
-                    else:
-                        self._export_torchscript(path, dynamic_axes, options)
-            except Exception as exc:  # the exporters raise many types; all mean "this exporter failed"
-                reasons.append(f"{exporter} exporter failed: {short_error(exc)}")
-                continue
-            notes = [f"{exporter} exporter warned: {w}" for w in said if re.search(r"opset", w, re.IGNORECASE)]
-            fallback = []
-            if reasons:
-                notes += reasons
-                fallback = [
-                    f"exported with the {exporter} fallback because {reasons[0].split(':', 2)[-1].strip()[:200]} "
-                    "(full reasons in export_notes); a traced graph may have frozen shapes or Python branches"
-                ]
-            return ExportResult(exporter, notes, fallback)
-        hint = ""
-        if any("DynamicCache" in r or "past_key_values" in r for r in reasons):
-            hint = " A transformers model with its key/value cache on: pass use_cache=False in its config."
-        raise OnnxParityError(
-            "torch.onnx.export failed.\n  " + "\n  ".join(reasons) + "\n  Fix: make the model exportable "
-            "(torch.export rejects data-dependent Python control flow: use torch.where / torch.cond), or export "
-            "it yourself and pass the file as onnx_model=..." + hint
-        )
+        from .torch_export import ExportCall, export
 
-    def _args_kwargs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         tensors = self._tensors(self.example)
-        if self._keyword:
-            return (), dict(zip(self._call_names, tensors))
-        return tuple(tensors), {}
-
-    def _export_dynamo(self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions) -> None:
-        import torch
-
-        dims: dict[str, Any] = {}
-
-        def dim(name: str) -> Any:
-            ident = re.sub(r"\W", "_", name)
-            ident = ident if ident[:1].isalpha() else f"d_{ident}"
-            return dims.setdefault(ident, torch.export.Dim(ident))
-
-        per_input = [{axis: dim(d) for axis, d in dynamic_axes.get(name, {}).items()} or None for name in self.example]
-        args, kwargs = self._args_kwargs()
-        shapes: Any = dict(zip(self._call_names, per_input)) if self._keyword else tuple(per_input)
-        torch.onnx.export(
-            self.model,
-            args,
-            str(path),
-            kwargs=kwargs or None,
-            dynamo=True,
-            input_names=list(self.example),
-            output_names=list(self.output_names),
-            opset_version=options.opset,
-            dynamic_shapes=shapes if dims else None,
+        args, kwargs = ((), dict(zip(self._call_names, tensors))) if self._keyword else (tuple(tensors), {})
+        call = ExportCall(
+            self.model, args, kwargs, list(self.example), self._call_names, list(self.output_names), self._output_ndims
         )
-
-    def _export_torchscript(
-        self, path: Path, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions
-    ) -> None:
-        import torch
-
-        args, kwargs = self._args_kwargs()
-        axes = {name: dict(a) for name, a in dynamic_axes.items() if a}
-        batch_dims = {d for a in dynamic_axes.values() for axis, d in a.items() if axis == 0}
-        if len(batch_dims) == 1:
-            # Without this TorchScript writes the example's batch size into the output shapes.
-            (batch,) = batch_dims
-            axes.update({name: {0: batch} for name, nd in zip(self.output_names, self._output_ndims) if nd})
-        torch.onnx.export(
-            self.model,
-            args,
-            str(path),
-            kwargs=kwargs or None,
-            dynamo=False,
-            input_names=list(self.example),
-            output_names=list(self.output_names),
-            opset_version=options.opset or 17,
-            dynamic_axes=axes or None,
-        )
+        return export(call, path, dynamic_axes, options)
 
     def fingerprint(self) -> str:
         """What the export depends on besides the options: the model's class, structure, parameters and buffers."""

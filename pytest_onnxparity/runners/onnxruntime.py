@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import providers
+from .. import precision, providers
 from ..errors import OnnxParityError
 
 if TYPE_CHECKING:
@@ -44,6 +44,12 @@ class ProviderUnavailable(OnnxParityError):
     def __init__(self, reason: providers.Unavailable) -> None:
         super().__init__(reason.message)
         self.kind = reason.kind
+
+
+def versions() -> dict[str, str]:
+    import onnx
+
+    return {"onnx": onnx.__version__, "onnxruntime": require().__version__}
 
 
 def require() -> Any:
@@ -171,22 +177,47 @@ class OrtRunner:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         self.log: list[str] = []
-        self.session, used = open_session(self.path, provider, self.options, so, self.log)
+        self._host_dir = tempfile.TemporaryDirectory(prefix="onnxparity_bf16_")
+        runnable, self._bf16_outputs = host_types(self.path, Path(self._host_dir.name))
+        self.session, used = open_session(runnable, provider, self.options, so, self.log)
         self.placement = Placement(used)
-        self.precision = providers.precision(provider, self.options)
+        self.precision = precision.precision(provider, self.options)
+        #: Runs after the first log errors only (a declared shape the output contradicts is judged elsewhere).
+        self._quiet = ort.RunOptions()
+        self._quiet.log_severity_level = 3
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         #: Graph input -> the feed's key for it (the model's input names may differ from a user file's).
         self.feed_names = {name: (feed_names or {}).get(name, name) for name in self.input_names}
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with native_output(self.log):
-            values = self.session.run(None, {name: feed[key] for name, key in self.feed_names.items()})
-        if self._profile_dir is not None:
+        arrays = {name: feed[key] for name, key in self.feed_names.items()}
+        arrays = {n: a.astype("float32") if a.dtype.name == "bfloat16" else a for n, a in arrays.items()}
+        if self._profile_dir is None:
+            values = self.session.run(None, arrays, self._quiet)
+        else:  # the first run: profiled (where did each node run?), its log captured
+            with native_output(self.log):
+                values = self.session.run(None, arrays)
             self.placement = placement_from_profile(self.session, self.provider)
             self._profile_dir.cleanup()
             self._profile_dir = None
-        return dict(zip(self.output_names, values))
+        out = dict(zip(self.output_names, values))
+        for name in self._bf16_outputs:
+            from ..spec import np_dtype
+
+            out[name] = out[name].astype(np_dtype("bfloat16"))
+        return out
+
+    def report_fields(self) -> dict[str, Any]:
+        """What this runner knows about its run, under the report's field names."""
+        return {
+            "executed_providers": self.placement.providers,
+            "node_placement": self.placement.nodes,
+            "fallback_nodes": self.placement.fallback_ops,
+            "provider_options": dict(self.options),
+            "precision": self.precision.text(),
+            "provider_log": list(self.log),
+        }
 
     def session_options(self) -> dict[str, Any]:
         so = self.session.get_session_options()
@@ -195,6 +226,50 @@ class OrtRunner:
             "inter_op_num_threads": so.inter_op_num_threads,
             "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
         }
+
+
+def host_types(path: str, workdir: Path) -> tuple[str, set[str]]:
+    """ONNX Runtime's Python API has no bfloat16 arrays: put bf16 graph inputs and outputs behind float32 casts.
+
+    Returns the file to run (``path`` itself when nothing is bf16) and the outputs to hand back as bf16.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    bf16 = TensorProto.BFLOAT16
+    header = onnx.load(path, load_external_data=False)
+    initializers = {i.name for i in header.graph.initializer}
+    if not any(
+        v.type.tensor_type.elem_type == bf16
+        for v in [*header.graph.input, *header.graph.output]
+        if v.name not in initializers
+    ):
+        return path, set()
+    model = onnx.load(path)
+    graph = model.graph
+    renamed: dict[str, str] = {}
+    casts = []
+    for value in graph.input:
+        if value.name not in initializers and value.type.tensor_type.elem_type == bf16:
+            renamed[value.name] = f"{value.name}__bf16"
+            casts.append(helper.make_node("Cast", [value.name], [renamed[value.name]], to=bf16))
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == bf16}
+    for node in graph.node:
+        node.output[:] = [f"{name}__bf16" if name in outputs else name for name in node.output]
+        node.input[:] = [f"{name}__bf16" if name in outputs else name for name in node.input]
+    tail = [helper.make_node("Cast", [f"{name}__bf16"], [name], to=TensorProto.FLOAT) for name in outputs]
+    for value in graph.output:
+        if value.name in outputs:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    nodes = [*casts, *graph.node, *tail]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    target = workdir / "host_types.onnx"
+    onnx.save(model, str(target))
+    return str(target), outputs
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:

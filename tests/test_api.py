@@ -1,0 +1,140 @@
+"""The engine outside pytest, and one pass rule shared by the check and its replay."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, failure_text
+
+SCRIPT = """
+import sys
+import torch
+from pytest_onnxparity import check
+from tests.models import export_file
+
+class Counts(torch.nn.Module):
+    def forward(self, ids):
+        return ids.sum(-1)
+
+ids = torch.randint(2900, 3100, (2, 10))
+healthy = check(Counts().eval(), ids, provider="cpu")
+print("healthy", healthy.passed, healthy.examples, healthy.outputs[0].name)
+artifact = export_file(torch.nn.Identity(), ids, sys.argv[1] + "/wrong.onnx", "ids")
+wrong = check(Counts().eval(), ids, onnx_model=artifact)
+print("wrong", wrong.passed, wrong.failure.kind)
+print("pytest imported:", any(name == "pytest" or name.startswith("_pytest") for name in sys.modules))
+"""
+
+
+def test_the_python_api_checks_a_model_without_pytest(tmp_path) -> None:
+    script = tmp_path / "export_script.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    healthy = lines["healthy"].split()
+    assert healthy[0] == "True" and int(healthy[1]) > 20 and healthy[2] == "output"
+    assert lines["wrong"].split()[0] == "False" and lines["pytest"] == "imported: False"
+
+
+OFF_BY_ONE = """
+import torch
+from tests.models import export_file
+
+class Total(torch.nn.Module):
+    def forward(self, ids):
+        return ids.sum(-1)
+
+class TotalPlusOne(torch.nn.Module):
+    def forward(self, ids):
+        return ids.sum(-1) + 1
+
+def test_total(onnx_parity, tmp_path):
+    ids = torch.randint(2900, 3100, (2, 10))      # sums near 30000: off by one is 3e-5 relative
+    onnx_parity(Total(), ids, onnx_model=export_file(TotalPlusOne(), ids, tmp_path / "plus_one.onnx", "ids"))
+"""
+
+
+def test_an_int64_off_by_one_fails_the_check_and_its_replay(pytester: pytest.Pytester) -> None:
+    from pytest_onnxparity.replay import main
+
+    pytester.makepyfile(test_total=OFF_BY_ONE)
+    reprec = pytester.inline_run("--onnx-artifacts=arts", "-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "values: output 'output'" in text and "(atol 0, rtol 0)" in text
+    (case,) = (pytester.path / "arts").iterdir()
+    assert main([str(case)]) == 1
+    # The replay holds the check's own tolerances: widening them in the record is what makes it pass.
+    record = case / "parity.json"
+    record.write_text(record.read_text().replace("0.0,\n        0.0", "2.0,\n        0.0"))
+    assert main([str(case)]) == 0
+
+
+def _replay_case(tmp_path, exported, input_shape=(2, 784), output_dtype="float32"):
+    """An artifact directory by hand: the sample MLP (weights inside) and one input/output pair."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    case = tmp_path / "case"
+    data = case / "test_data_set_0"
+    data.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.load(str(exported("mlp"))), str(case / "model.onnx"))
+    (data / "input_0.pb").write_bytes(
+        numpy_helper.from_array(np.zeros(input_shape, np.float32), "x").SerializeToString()
+    )
+    output = np.zeros((2, 10), output_dtype)
+    (data / "output_0.pb").write_bytes(numpy_helper.from_array(output, "o").SerializeToString())
+    return case
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("file", "is not a directory"),
+        ("no-model", "has no model.onnx"),
+        ("no-data", "there is nothing to replay"),
+        ("no-output", "output_0.pb is missing"),
+    ],
+)
+def test_replay_refuses_what_it_cannot_check(tmp_path, exported, damage: str, message: str, capsys) -> None:
+    import shutil
+
+    from pytest_onnxparity.replay import main
+
+    case = target = _replay_case(tmp_path, exported)
+    if damage == "file":
+        target = case / "model.onnx"
+    elif damage == "no-model":
+        (case / "model.onnx").unlink()
+    elif damage == "no-data":
+        shutil.rmtree(case / "test_data_set_0")
+    else:
+        (case / "test_data_set_0" / "output_0.pb").unlink()
+    assert main([str(target)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_fails_on_a_wrong_input_shape_and_a_wrong_dtype(tmp_path, exported, capsys) -> None:
+    from pytest_onnxparity.replay import main
+
+    assert main([str(_replay_case(tmp_path, exported, input_shape=(784, 2)))]) == 1
+    assert "ONNX Runtime failed" in capsys.readouterr().out
+    assert main([str(_replay_case(tmp_path, exported, output_dtype="float64"))]) == 1
+    assert "dtype" in capsys.readouterr().out
+
+
+def test_engine_modules_stay_small_and_free_of_pytest() -> None:
+    package = ROOT / "pytest_onnxparity"
+    sizes = {p.relative_to(package).as_posix(): len(p.read_text().splitlines()) for p in package.rglob("*.py")}
+    assert max(sizes.values()) <= 300, {k: v for k, v in sizes.items() if v > 300}
+    engine = (package / "engine.py").read_text()
+    assert sizes["engine.py"] < 120 and "import pytest" not in engine and "_pytest" not in engine
