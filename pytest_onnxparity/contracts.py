@@ -27,22 +27,43 @@ def _before_running(message: str) -> Failure:
     return Failure("shape-contract", message, {}, "none: found in the graph's declared interface, before running", {})
 
 
-def graph_fixes_dynamic_axes(info: GraphInfo, dynamic_axes: Mapping[str, Mapping[int, str]]) -> Failure | None:
-    """An input dim declared dynamic that the ONNX graph fixes to a number."""
-    fixed = [
-        f"input {name!r} axis {axis} ({dim!r}) is fixed at {info.input_dims[name][axis]}"
+def graph_fixes_dynamic_axes(info: GraphInfo, dynamic_axes: Mapping[str, Mapping[int, str]]) -> dict[str, str]:
+    """Dims declared dynamic that the ONNX graph fixes to a number: {dim name: what the graph says}."""
+    return {
+        dim: f"input {name!r} axis {axis} ({dim!r}) is fixed at {info.input_dims[name][axis]}"
         for name, axes in dynamic_axes.items()
         for axis, dim in axes.items()
         if name in info.input_dims
         and axis < len(info.input_dims[name])
         and isinstance(info.input_dims[name][axis], int)
-    ]
-    if not fixed:
-        return None
+    }
+
+
+def _fixed_in_graph(probe: Probe, fixed: Mapping[str, str]) -> Failure:
+    """The graph fixes a dynamic dim: does the model itself take another size there (then the export is at
+    fault) or not (then the axis is not dynamic in the model)?"""
+    from . import inputs
+    from .spec import Recipe
+
+    sizes, _ = inputs.dim_sizes(probe.specs)
+    other = Recipe(
+        "another size of the fixed axes",
+        tuple((d, n + 1 if d in fixed else n) for d, n in sizes.items()),
+        "normal",
+        1.0,
+        98,
+    )
+    try:
+        probe.reference.infer(inputs.materialize(other, probe.specs, probe.example))
+    except ModelRejected as exc:
+        probe.rejected[other] = str(exc)[:300]
+        return model_rejects_dynamic_sizes(probe, {d: n for d, n in sizes.items() if d in fixed}) or _before_running(
+            "; ".join(fixed.values())
+        )
     return _before_running(
-        f"the ONNX graph fixes dimension(s) that were declared dynamic: {'; '.join(fixed)} ({_CAUSE}). Fix: re-export "
-        "with those axes dynamic, or pass dynamic_axes=... naming only the axes that really vary (dynamic_axes={} "
-        "for none)."
+        f"the ONNX graph fixes dimension(s) that were declared dynamic, though the model takes other sizes there: "
+        f"{'; '.join(fixed.values())} ({_CAUSE}). Fix: re-export with those axes dynamic, or pass "
+        "dynamic_axes=... naming only the axes that really vary (dynamic_axes={} for none)."
     )
 
 
@@ -96,9 +117,9 @@ def before_running(probe: Probe, info: GraphInfo, dynamic_axes: Mapping[str, Map
     from . import inputs
     from .spec import Recipe
 
-    failure = graph_fixes_dynamic_axes(info, dynamic_axes)
-    if failure is not None:
-        return failure
+    fixed = graph_fixes_dynamic_axes(info, dynamic_axes)
+    if fixed:
+        return _fixed_in_graph(probe, fixed)
     first, second = probe.reference.infer(probe.example), probe.reference.infer(probe.example)
     for name, value in first.items():
         if value.tobytes() != second[name].tobytes():

@@ -77,17 +77,7 @@ def _compare(
     cpu = None if same else OrtRunner(exported.path, "cpu", feed_names=matched.feed_names)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
     plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
-    probe = Probe(
-        prepared,
-        target,
-        cpu,
-        specs,
-        prepared.example,
-        policy,
-        prepared.output_names_meaningful or exported.names_are_ours,
-        f"Dynamic axes checked: {dict(axes)}; the ONNX graph declares input dims {info.input_dims}.",
-        options.mask_holes,
-    )
+    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes)
     early = contracts.before_running(probe, info, axes)
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])

@@ -24,6 +24,8 @@ class GraphInfo:
     output_dims: dict[str, Dims]
     #: numpy dtype names of the inputs (``float32``, ``int64``, ``bfloat16`` ...).
     input_dtypes: dict[str, str]
+    #: Graph outputs that are indices (ArgMax, ArgMin, TopK): output -> (the values indexed, axis).
+    index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
 def _dims(value: Any) -> Dims:
@@ -82,7 +84,20 @@ def inspect(path: str | os.PathLike[str], user_file: bool) -> GraphInfo:
         input_dims={i.name: _dims(i) for i in inputs},
         output_dims={o.name: _dims(o) for o in model.graph.output},
         input_dtypes={i.name: _dtype(i) for i in inputs},
+        index_sources=_index_sources(model),
     )
+
+
+def _index_sources(model: Any) -> dict[str, tuple[str, int]]:
+    outputs = {o.name for o in model.graph.output}
+    found = {}
+    for node in model.graph.node:
+        attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
+        if node.op_type in ("ArgMax", "ArgMin") and node.output[0] in outputs:
+            found[node.output[0]] = (node.input[0], attrs.get("axis", 0))
+        elif node.op_type == "TopK" and len(node.output) > 1 and node.output[1] in outputs:
+            found[node.output[1]] = (node.input[0], attrs.get("axis", -1))
+    return found
 
 
 def converter_gap(exc: BaseException) -> str | None:

@@ -105,6 +105,8 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
             recipes.append(
                 Recipe(f"edge: batch {b}, distinct rows", dims(**dict.fromkeys(batch, b)), "normal", 1.0, 1000 + b)
             )
+    if batch and "empty_batch" in on:
+        recipes.append(Recipe("edge: empty batch", dims(**dict.fromkeys(batch, 0)), "normal", 1.0, 999))
     for name, label, pattern, scale, seed in PATTERN_EDGES:
         if name in on:
             recipes.append(Recipe(f"edge: {label}", dims(**widest), pattern, scale, seed))

@@ -7,11 +7,11 @@ by their recipe so artifacts can be written later.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import inputs
-from .compare import OutputFigures, Verdict, compare
+from . import context, inputs
+from .compare import OutputContext, OutputFigures, Verdict, compare
 from .errors import ModelRejected
 from .report import Failure
 from .runners.onnxruntime import ignored_settings
@@ -20,7 +20,11 @@ from .spec import Recipe
 if TYPE_CHECKING:
     import numpy as np
 
+    from .adapters import PreparedModel
+    from .export import ExportedModel
     from .runners import Runner
+    from .runners.onnxruntime import OrtRunner
+    from .settings import CheckOptions
     from .spec import TensorSpec
     from .tolerance import TolerancePolicy
 
@@ -31,6 +35,8 @@ class FailingCase:
 
     feed: dict[str, np.ndarray]
     reference: dict[str, np.ndarray] | None
+    #: What the comparison knew per output (the reference's noise, padding), so replay judges the same way.
+    context: dict[str, OutputContext] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -47,6 +53,13 @@ class Probe:
     #: Appended to an ONNX Runtime error: what the graph declares, what was fed.
     interface: str = ""
     mask_holes: bool = False
+    include_padding: bool = False
+    #: Index outputs (by the reference's names): (the graph value they index, axis), and a factory of a
+    #: runner that also returns those values (made on the first index mismatch: ties are rare).
+    index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    index_runner: Callable[[], Runner] | None = None
+    _index_values: Runner | None = None
+    dependence: context.Dependence = dataclasses.field(default_factory=context.Dependence)
     figures: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
     vs_cpu: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
     checked: list[Recipe] = dataclasses.field(default_factory=list)
@@ -55,6 +68,49 @@ class Probe:
     cases: dict[Recipe, FailingCase] = dataclasses.field(default_factory=dict)
     #: Every shape each reference output took (held against the graph's declared output dims).
     shapes: dict[str, set[tuple[int, ...]]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_check(
+        cls,
+        prepared: PreparedModel,
+        exported: ExportedModel,
+        target: OrtRunner,
+        cpu: Runner | None,
+        specs: list[TensorSpec],
+        policy: TolerancePolicy,
+        options: CheckOptions,
+        axes: Mapping[str, Mapping[int, str]],
+    ) -> Probe:
+        """The probe of one check: its runners, inputs, tolerances, and the graph's index outputs."""
+        from .runners.onnxruntime import OrtRunner
+
+        info = exported.graph
+        sources = {
+            ref: info.index_sources[graph]
+            for ref, graph in zip(prepared.output_names, info.outputs)
+            if graph in info.index_sources
+        }
+
+        def index_runner() -> Runner:
+            values = [data for data, _ in sources.values()]
+            return OrtRunner(
+                exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
+            )
+
+        return cls(
+            prepared,
+            target,
+            cpu,
+            specs,
+            prepared.example,
+            policy,
+            check_names=prepared.output_names_meaningful or exported.names_are_ours,
+            interface=f"Dynamic axes checked: {dict(axes)}; the ONNX graph declares input dims {info.input_dims}.",
+            mask_holes=options.mask_holes,
+            include_padding=options.include_padding,
+            index_sources=sources,
+            index_runner=index_runner if sources else None,
+        )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
         """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
@@ -67,28 +123,64 @@ class Probe:
         self.checked.append(recipe)
         for name, value in reference.items():
             self.shapes.setdefault(name, set()).add(tuple(value.shape))
+        empty = any(size == 0 for _, size in recipe.dims)  # may crash ONNX Runtime: run it in a child process
         try:
-            got = self.target.infer(feed)
+            got = _infer(self.target, feed, empty)
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
                 f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
             )
             return self._failure(recipe, feed, reference, "onnxruntime-error", message)
-        verdict = compare(reference, got, self.policy, self.check_names)
+        known = self._context(recipe, feed, reference)
+        verdict = compare(reference, got, self.policy, self.check_names, known)
+        if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
+            verdict = self._with_ties(feed, reference, got, known)
         _fold(self.figures, verdict)
+        import numpy as np
+
+        for figures in verdict.outputs:
+            magnitude = float(np.abs(reference[figures.name].astype(np.float64)).max(initial=0.0))
+            allowed = (figures.atol + figures.rtol) * magnitude + self.policy.noise_factor * figures.noise
+            self.dependence.observe(figures.name, reference[figures.name], allowed)
         if not verdict.passed:
-            return self._failure(recipe, feed, reference, verdict.kind or "values", verdict.problem or "", verdict)
+            return self._failure(
+                recipe, feed, reference, verdict.kind or "values", verdict.problem or "", verdict, known
+            )
         if self.cpu is None:
             return None
         # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
-        versus_cpu = compare(self.cpu.infer(feed), got, self.policy, check_names=False)
+        on_graph = {g: known[r] for r, g in zip(reference, got) if r in known}
+        versus_cpu = compare(_infer(self.cpu, feed, empty), got, self.policy, check_names=False, context=on_graph)
         _fold(self.vs_cpu, versus_cpu)
         if versus_cpu.passed:
             return None
         message = (
             f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}"
         )
-        return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu)
+        return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu, known)
+
+    def _context(
+        self, recipe: Recipe, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+    ) -> dict[str, OutputContext]:
+        noise = context.noise(self.reference, feed, reference, self.specs, recipe.seed)
+        pads = {} if self.include_padding else context.padding(feed, self.specs, reference)
+        return {name: OutputContext(noise=noise.get(name), exclude=pads.get(name)) for name in reference}
+
+    def _with_ties(
+        self,
+        feed: dict[str, np.ndarray],
+        reference: dict[str, np.ndarray],
+        got: dict[str, np.ndarray],
+        known: dict[str, OutputContext],
+    ) -> Verdict:
+        """The comparison again, with the values each index output selects (an index of an equal value is a tie)."""
+        if self.index_runner is None:
+            return compare(reference, got, self.policy, self.check_names, known)
+        self._index_values = self._index_values or self.index_runner()
+        values = self._index_values.infer(feed)
+        for name, (data, axis) in self.index_sources.items():
+            known[name].index_data = (values[data], axis)
+        return compare(reference, got, self.policy, self.check_names, known)
 
     def report_fields(self) -> dict[str, Any]:
         """The figures over every input set compared, under the report's field names."""
@@ -130,7 +222,8 @@ class Probe:
                 + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
             )
         log = getattr(self.target, "log", [])
-        return out + [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+        out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+        return out + self.dependence.warnings()
 
     def _failure(
         self,
@@ -140,8 +233,9 @@ class Probe:
         kind: str,
         message: str,
         verdict: Verdict | None = None,
+        known: dict[str, OutputContext] | None = None,
     ) -> Failure:
-        self.cases[recipe] = FailingCase(feed, reference)
+        self.cases[recipe] = FailingCase(feed, reference, known or {})
         failure = Failure(
             kind, message, recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()}
         )
@@ -164,6 +258,11 @@ class Probe:
         if verdict.passed:
             return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
         return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
+
+
+def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
+    infer_isolated = getattr(runner, "infer_isolated", None)
+    return infer_isolated(feed) if isolated and infer_isolated is not None else runner.infer(feed)
 
 
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .compare import compare
+from .compare import OutputContext, compare
 from .tolerance import TolerancePolicy
 
 
@@ -38,15 +38,28 @@ def _load(path: Path) -> Any:
 
 
 def _policy(case: Path) -> TolerancePolicy:
-    """The per-output tolerances the check used (positions), else the dtype defaults."""
+    """The per-output tolerances and noise factor the check used (by position), else the defaults."""
     record = case / "parity.json"
     if not record.is_file():
         return TolerancePolicy()
-    outputs = json.loads(record.read_text()).get("outputs", [])
+    recorded = json.loads(record.read_text())
+    outputs = recorded.get("outputs", [])
     return TolerancePolicy(
         atol={f"output {k}": float(o["tolerance"][0]) for k, o in enumerate(outputs)},
         rtol={f"output {k}": float(o["tolerance"][1]) for k, o in enumerate(outputs)},
+        noise_factor=float(recorded.get("noise_factor", TolerancePolicy.noise_factor)),
     )
+
+
+def _context(data: Path, count: int) -> dict[str, OutputContext]:
+    """The reference's noise and the padding the check knew at each output, where recorded."""
+    out = {}
+    for k in range(count):
+        noise, padding = data / f"noise_{k}.pb", data / f"padding_{k}.pb"
+        out[f"output {k}"] = OutputContext(
+            noise=_load(noise) if noise.is_file() else None, exclude=_load(padding) if padding.is_file() else None
+        )
+    return out
 
 
 def replay(case: Path, provider: str = "CPUExecutionProvider") -> tuple[bool, list[str]]:
@@ -76,7 +89,8 @@ def replay(case: Path, provider: str = "CPUExecutionProvider") -> tuple[bool, li
             lines.append(f"{data.name}: ONNX Runtime failed: {type(exc).__name__}: {str(exc)[:500]}")
             ok = False
             continue
-        verdict = compare(expected, {f"output {k}": v for k, v in enumerate(got)}, policy, check_names=False)
+        got_by_position = {f"output {k}": v for k, v in enumerate(got)}
+        verdict = compare(expected, got_by_position, policy, check_names=False, context=_context(data, len(got)))
         worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
         lines.append(
             f"{data.name}: "

@@ -44,6 +44,8 @@ class CheckOptions:
     signature: str = "serving_default"
     provider_options: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     provider_tolerances: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    #: How many times the reference's own rounding error ONNX Runtime may be off (0: the fixed tolerance alone).
+    noise_factor: float = 10.0
     edge_cases: frozenset[str] = frozenset(EDGE_CASES)
     #: Masks with holes (kept positions scattered), besides the right/left padding a tokenizer makes.
     mask_holes: bool = False

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 DTYPE_DEFAULTS = {
     "float16": (1e-3, 1e-2),
     "bfloat16": (1e-2, 2e-2),
-    "float32": (1e-5, 1e-4),
+    "float32": (1e-6, 1e-5),
     "float64": (1e-7, 1e-6),
 }
 #: Float tolerances by the precision a provider computes a float32 graph in; f32 keeps the dtype defaults.
@@ -40,6 +40,8 @@ class TolerancePolicy:
     rtol: float | Mapping[str, float] | None = None
     precision_default: tuple[float, float] | None = None
     reason: str = ""
+    #: How many times the reference's own rounding error is tolerated (0: the fixed tolerance alone).
+    noise_factor: float = 10.0
 
     def for_output(self, name: str, dtype_name: str) -> tuple[float, float]:
         """(atol, rtol) of one output; a user number applies to float outputs, a per-output dict to any."""
@@ -76,7 +78,7 @@ def for_provider(options: CheckOptions, provider: str, output_names: Sequence[st
     rtol = override.get("rtol", options.rtol)
     ran = precision.precision(provider, options.provider_options.get(provider, {}))
     if not ran.reduced or ran.name not in PRECISION_DEFAULTS:
-        return TolerancePolicy(atol, rtol)
+        return TolerancePolicy(atol, rtol, noise_factor=options.noise_factor)
     if atol is not None and rtol is not None:
         reason = (
             f"{provider} runs in {ran.text()}; the atol/rtol you set apply unchanged "
@@ -84,4 +86,4 @@ def for_provider(options: CheckOptions, provider: str, output_names: Sequence[st
         )
     else:
         reason = f"float32 outputs get {ran.name} tolerances: {provider} runs in {ran.text()}"
-    return TolerancePolicy(atol, rtol, PRECISION_DEFAULTS[ran.name], reason)
+    return TolerancePolicy(atol, rtol, PRECISION_DEFAULTS[ran.name], reason, options.noise_factor)

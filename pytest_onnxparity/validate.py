@@ -18,6 +18,8 @@ MAX_EXAMPLES = 5000
 EXPORTERS = ("auto", "dynamo", "torchscript")
 #: Edge cases by name; each can be switched off with ``edge_cases={"large": False}``.
 EDGE_CASES = ("batches", "zeros", "ones", "constant", "sparse_zeros", "large", "tiny", "uniform", "lengths")
+#: Edge cases that run only when asked for: ``edge_cases={"empty_batch": True}`` (batch 0, in a child process).
+OPT_IN_EDGE_CASES = ("empty_batch",)
 
 
 def _fail(option: str, problem: str, fix: str) -> OnnxParityUsageError:
@@ -130,16 +132,17 @@ def _provider_tolerances(value: Any) -> Mapping[str, Mapping[str, float]]:
 
 
 def _edge_cases(value: Any) -> frozenset[str]:
+    """A dict switches edge cases on or off by name; a tuple names exactly the ones to run."""
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(EDGE_CASES))
-        chosen = {name for name in EDGE_CASES if value.get(name, True)}
+        chosen = {name for name in EDGE_CASES if value.get(name, True)} | {n for n, on in value.items() if on}
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        unknown = sorted(set(value) - set(EDGE_CASES))
         chosen = set(value)
     else:
         raise _fail("edge_cases", f"got {value!r}", "Pass a dict like {'large': False} or a tuple of names to run.")
+    unknown = sorted(set(value) - set(EDGE_CASES) - set(OPT_IN_EDGE_CASES))
     if unknown:
-        raise _fail("edge_cases", f"unknown edge case(s) {unknown}", f"Known edge cases: {', '.join(EDGE_CASES)}.")
+        known = ", ".join((*EDGE_CASES, *OPT_IN_EDGE_CASES))
+        raise _fail("edge_cases", f"unknown edge case(s) {unknown}", f"Known edge cases: {known}.")
     return frozenset(chosen)
 
 
@@ -205,6 +208,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "onnx_model": lambda v: _path("onnx_model", v),
     "signature": _string("signature", "Pass a SavedModel signature name such as 'serving_default'."),
     "provider_tolerances": _provider_tolerances,
+    "noise_factor": lambda v: _number("noise_factor", v, "Pass a non-negative number (0: the fixed tolerance alone)."),
     "edge_cases": _edge_cases,
     "mask_holes": lambda v: _flag("mask_holes", v),
     "include_padding": lambda v: _flag("include_padding", v),

@@ -158,6 +158,42 @@ def fp16_intermediate(model: onnx.ModelProto) -> onnx.ModelProto:
     raise ValueError("no Gemm/MatMul in the graph")
 
 
+def corrupt_from(model: onnx.ModelProto, start: int, axis: int, delta: float = 0.1) -> onnx.ModelProto:
+    """The first output off by ``delta`` at indices >= ``start`` along ``axis``: a conversion that is right for
+    the first rows (positions) only, as a kernel with a fixed tile or a cut-off table would be."""
+    model = copy.deepcopy(model)
+    graph = model.graph
+    out = graph.output[0].name
+    rank = len(graph.output[0].type.tensor_type.shape.dim)
+    for node in graph.node:
+        node.output[:] = [f"{o}__raw" if o == out else o for o in node.output]
+        node.input[:] = [f"{i}__raw" if i == out else i for i in node.input]
+    consts = {
+        "planted_axis": np.array([axis], np.int64),
+        "planted_zero": np.array(0, np.int64),
+        "planted_one": np.array(1, np.int64),
+        "planted_start": np.array(start, np.int64),
+        "planted_shape": np.array([-1] + [1] * (rank - 1 - axis), np.int64),
+        "planted_delta": np.array(delta, np.float32),
+    }
+    for name, value in consts.items():
+        _const(graph, name, value)
+    graph.node.extend(
+        [
+            helper.make_node("Shape", [f"{out}__raw"], ["planted_dims"]),
+            helper.make_node("Gather", ["planted_dims", "planted_axis"], ["planted_len1"]),
+            helper.make_node("Squeeze", ["planted_len1"], ["planted_len"]),
+            helper.make_node("Range", ["planted_zero", "planted_len", "planted_one"], ["planted_index"]),
+            helper.make_node("GreaterOrEqual", ["planted_index", "planted_start"], ["planted_late"]),
+            helper.make_node("Cast", ["planted_late"], ["planted_late_f"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["planted_late_f", "planted_shape"], ["planted_mask"]),
+            helper.make_node("Mul", ["planted_mask", "planted_delta"], ["planted_bump"]),
+            helper.make_node("Add", [f"{out}__raw", "planted_bump"], [out]),
+        ]
+    )
+    return model
+
+
 #: (sample model, planting function, the failure kind the report must name,
 #:  True where the user's own example input does not expose the defect)
 Defect = tuple[str, Callable[[onnx.ModelProto], onnx.ModelProto], str, bool]

@@ -1,15 +1,17 @@
-"""Small helpers the inner test sessions import (``from tests.models import export_file``)."""
+"""Small models and helpers the inner test sessions import (``from tests.models import ...``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
 
-def export_file(model: Any, example: Any, path: Path | str, input_name: str = "x") -> str:
-    """``model`` exported by the dynamo exporter with a dynamic batch: the "artifact" a user would ship."""
-    import torch
 
+def export_file(model: Any, example: Any, path: Path | str, input_name: str = "x", axes: tuple[int, ...] = (0,)) -> str:
+    """``model`` exported by the dynamo exporter with dynamic ``axes`` (batch by default): the artifact a user ships."""
+    dims = {axis: torch.export.Dim("batch" if axis == 0 else f"axis{axis}") for axis in axes}
     torch.onnx.export(
         model,
         (example,),
@@ -17,6 +19,146 @@ def export_file(model: Any, example: Any, path: Path | str, input_name: str = "x
         dynamo=True,
         input_names=[input_name],
         output_names=["output"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamic_shapes=(dims,),
     )
     return str(path)
+
+
+class PositionalTagger(nn.Module):
+    """Token ids -> per-position tags, with a learned table of 100 positions (the model's own length limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.tokens = nn.Embedding(50, 16)
+        self.pos_embedding = nn.Embedding(100, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return self.head(torch.tanh(self.tokens(ids) + self.pos_embedding(positions)[None]))
+
+
+class FrameScorer(nn.Module):
+    """Frames (batch, time, 4) -> scores per frame; nothing bounds the time axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(frames))
+
+
+class BatchOfOne(nn.Module):
+    """Reshapes to a batch of one: the batch axis is not dynamic in the model, whatever is declared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.reshape(1, 8))
+
+
+class Tagger(nn.Module):
+    """An LSTM over token ids (ONNX Runtime's LSTM aborts the process on an empty batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(20, 8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lstm(self.embed(ids))[0]
+
+
+class TiedTopK(nn.Module):
+    """Scores rounded to a coarse grid, so many tie: TopK indices and the argmax are ambiguous there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores = torch.round(self.fc(x) * 2) / 2
+        values, indices = torch.topk(scores, 3, dim=-1)
+        return values, indices, scores.argmax(-1)
+
+
+class ConvGroupNorm(nn.Module):
+    """Conv then GroupNorm: on a constant input the normalised values are rounding noise over sqrt(eps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv1d(1, 8, 5, stride=2)
+        self.norm = nn.GroupNorm(8, 8)  # one channel per group, as in Wav2Vec2's feature extractor
+        self.head = nn.Conv1d(8, 4, 3)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.gelu(self.norm(self.conv(audio[:, None]))))
+
+
+class DeepBatchNorm(nn.Module):
+    """Eight Linear + BatchNorm layers with running statistics far from (0, 1), as after training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        layers: list[nn.Module] = []
+        for _ in range(8):
+            norm = nn.BatchNorm1d(32)
+            norm.running_mean.copy_(torch.randn(32, generator=gen) * 3)
+            norm.running_var.copy_(torch.rand(32, generator=gen) * 5 + 1e-3)
+            layers += [nn.Linear(32, 32), norm, nn.Hardswish()]
+        self.net = nn.Sequential(nn.Linear(16, 32), *layers, nn.Linear(32, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConstantHead(nn.Module):
+    """Ignores its input (a broken or untrained model): the same output for everything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([0.1, 0.2, 0.7]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], 3) + 0 * x[:, :3]
+
+
+class NearlyConstant(nn.Module):
+    """Depends on its input, but by far less than any tolerance (EfficientNet untrained: 9e-6 of 0.1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.1 + 1e-12 * self.fc(x)
+
+
+def tiny_llama() -> nn.Module:
+    """A small causal decoder on torch's fused attention (SDPA), cache off so it exports."""
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        use_cache=False,
+        attn_implementation="sdpa",
+    )
+    return LlamaModel(config).eval()

@@ -164,6 +164,7 @@ class PreparedTorchModel:
         self._call_names = derived
         self.device = "cpu"
         self._reference_model = model
+        self._model64: Any = None
         self.int_high_hints = tuple(
             sorted(
                 {
@@ -205,6 +206,28 @@ class PreparedTorchModel:
         tensors = self._tensors(feed)
         named = call_model(lambda: self._forward(tensors), flatten_outputs, self._structure)
         return {name: to_numpy(t) for name, (_, t) in zip(self.output_names, named)}
+
+    def infer_float64(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The model in float64 (a copy), for the reference's own rounding error; None where it cannot run so."""
+        import copy
+
+        import torch
+
+        if self._model64 is None:
+            floats = {t.dtype for t in [*self.model.parameters(), *self.model.buffers()] if t.is_floating_point()}
+            if not floats <= {torch.float32, torch.float64}:
+                return None
+            self._model64 = copy.deepcopy(self.model).double().eval()
+        tensors = [t.double() if t.is_floating_point() else t for t in self._tensors(feed)]
+        try:
+            with torch.no_grad():
+                out = (
+                    self._model64(**dict(zip(self._call_names, tensors))) if self._keyword else self._model64(*tensors)
+                )
+            return {name: t.detach().cpu().numpy() for name, (_, t) in zip(self.output_names, flatten_outputs(out))}
+        except Exception:  # code that builds float32 tensors of its own cannot run in float64
+            self._model64 = None
+            return None
 
     def timed_call(self, feed: Mapping[str, np.ndarray]) -> tuple[Callable[[], Any], str]:
         """What a deployment runs: eval mode under ``torch.inference_mode``, tensors built beforehand."""

@@ -16,12 +16,13 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import precision, providers
 from ..errors import OnnxParityError
+from . import graph_edits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -149,7 +150,8 @@ class OrtRunner:
     """ONNX Runtime on one execution provider: ``infer(feed) -> {output: array}``.
 
     With ``profile=True`` the first ``infer`` is profiled to learn where each node ran (``placement``).
-    ``feed_names`` maps graph inputs to the feed's keys where they differ.
+    ``feed_names`` maps graph inputs to the feed's keys where they differ; ``extra_outputs`` names intermediate
+    values to return too.
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class OrtRunner:
         threads: int | None = None,
         profile: bool = False,
         feed_names: Mapping[str, str] | None = None,
+        extra_outputs: Sequence[str] = (),
     ) -> None:
         ort = require()
         self.path, self.provider, self.options = os.fspath(path), provider, dict(options or {})
@@ -178,7 +181,10 @@ class OrtRunner:
             so.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         self.log: list[str] = []
         self._host_dir = tempfile.TemporaryDirectory(prefix="onnxparity_bf16_")
-        runnable, self._bf16_outputs = host_types(self.path, Path(self._host_dir.name))
+        runnable = self.path
+        if extra_outputs:
+            runnable = graph_edits.with_outputs(runnable, extra_outputs, Path(self._host_dir.name) / "outputs.onnx")
+        runnable, self._bf16_outputs = graph_edits.host_types(runnable, Path(self._host_dir.name))
         self.session, used = open_session(runnable, provider, self.options, so, self.log)
         self.placement = Placement(used)
         self.precision = precision.precision(provider, self.options)
@@ -208,6 +214,14 @@ class OrtRunner:
             out[name] = out[name].astype(np_dtype("bfloat16"))
         return out
 
+    def infer_isolated(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` in a child process (an input that may crash ONNX Runtime: an empty batch)."""
+        if providers.definition(self.provider).create_session is not None:
+            return self.infer(feed)  # a hook-added provider exists in this process only
+        from . import isolated
+
+        return isolated.infer(self.path, self.provider, self.options, {n: feed[k] for n, k in self.feed_names.items()})
+
     def report_fields(self) -> dict[str, Any]:
         """What this runner knows about its run, under the report's field names."""
         return {
@@ -226,50 +240,6 @@ class OrtRunner:
             "inter_op_num_threads": so.inter_op_num_threads,
             "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
         }
-
-
-def host_types(path: str, workdir: Path) -> tuple[str, set[str]]:
-    """ONNX Runtime's Python API has no bfloat16 arrays: put bf16 graph inputs and outputs behind float32 casts.
-
-    Returns the file to run (``path`` itself when nothing is bf16) and the outputs to hand back as bf16.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    bf16 = TensorProto.BFLOAT16
-    header = onnx.load(path, load_external_data=False)
-    initializers = {i.name for i in header.graph.initializer}
-    if not any(
-        v.type.tensor_type.elem_type == bf16
-        for v in [*header.graph.input, *header.graph.output]
-        if v.name not in initializers
-    ):
-        return path, set()
-    model = onnx.load(path)
-    graph = model.graph
-    renamed: dict[str, str] = {}
-    casts = []
-    for value in graph.input:
-        if value.name not in initializers and value.type.tensor_type.elem_type == bf16:
-            renamed[value.name] = f"{value.name}__bf16"
-            casts.append(helper.make_node("Cast", [value.name], [renamed[value.name]], to=bf16))
-            value.type.tensor_type.elem_type = TensorProto.FLOAT
-    for node in graph.node:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
-    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == bf16}
-    for node in graph.node:
-        node.output[:] = [f"{name}__bf16" if name in outputs else name for name in node.output]
-        node.input[:] = [f"{name}__bf16" if name in outputs else name for name in node.input]
-    tail = [helper.make_node("Cast", [f"{name}__bf16"], [name], to=TensorProto.FLOAT) for name in outputs]
-    for value in graph.output:
-        if value.name in outputs:
-            value.type.tensor_type.elem_type = TensorProto.FLOAT
-    nodes = [*casts, *graph.node, *tail]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    target = workdir / "host_types.onnx"
-    onnx.save(model, str(target))
-    return str(target), outputs
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:

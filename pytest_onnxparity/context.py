@@ -1,0 +1,139 @@
+"""What the comparison needs to know about each output besides the two results.
+
+- the reference's own rounding error, element by element: the reference run in float64 where the adapter
+  can, and on a copy of the inputs perturbed by one ulp (an ill-conditioned input shows here);
+- the positions a mask input marks as padding, whose outputs nobody reads (undefined in both runtimes
+  where a causal model sees no real token);
+- which outputs do not depend on the inputs at all (a check of them proves nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelRejected
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runners import Runner
+    from .spec import TensorSpec
+
+
+def noise(
+    reference: Runner,
+    feed: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    specs: list[TensorSpec],
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Per float output: the largest deviation of a float64 run and of a 1-ulp-perturbed run from ``outputs``."""
+    import numpy as np
+
+    estimates: list[Mapping[str, np.ndarray]] = []
+    infer64 = getattr(reference, "infer_float64", None)
+    if infer64 is not None:
+        precise = infer64(feed)
+        if precise is not None:
+            estimates.append(precise)
+    perturbed = _perturbed(feed, specs, seed)
+    if perturbed is not None:
+        try:
+            estimates.append(reference.infer(perturbed))
+        except ModelRejected:
+            pass
+    out = {}
+    for name, value in outputs.items():
+        if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
+            continue
+        base = value.astype(np.float64)
+        deviation = np.zeros(value.shape)
+        for estimate in estimates:
+            other = estimate.get(name)
+            if other is not None and other.shape == value.shape:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    deviation = np.fmax(deviation, np.nan_to_num(np.abs(other.astype(np.float64) - base), posinf=0.0))
+        out[name] = deviation
+    return out
+
+
+def _perturbed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray] | None:
+    """The float inputs moved by one unit in the last place, in random directions (None: no float input)."""
+    import numpy as np
+
+    floats = [s.name for s in specs if s.kind == "float"]
+    if not floats:
+        return None
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, 7919])
+    out = dict(feed)
+    for name in floats:
+        value = feed[name]
+        eps = float(np.finfo(np.float32 if value.dtype.name == "bfloat16" else value.dtype).eps)
+        step = np.where(rng.random(value.shape) < 0.5, -eps, eps)
+        out[name] = (value.astype(np.float64) * (1.0 + step)).astype(value.dtype)
+    return out
+
+
+def padding(
+    feed: Mapping[str, np.ndarray], specs: list[TensorSpec], outputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per output that carries a mask's (batch, sequence) axes and more (a feature axis): where the mask says
+    padding. (An output of exactly the mask's shape, a pooled (batch, classes) one that happens to match
+    it, is compared in full.)"""
+    import numpy as np
+
+    pads = []
+    for spec in specs:
+        value = feed[spec.name]
+        if spec.is_mask and value.ndim >= 2:
+            pads.append(value.astype(bool) if spec.kind == "bool" else value == 0)
+    out = {}
+    for name, value in outputs.items():
+        for pad in pads:
+            if value.ndim > pad.ndim and value.shape[: pad.ndim] == pad.shape and pad.any():
+                out[name] = np.asarray(pad).reshape(pad.shape + (1,) * (value.ndim - pad.ndim))
+                break
+    return out
+
+
+@dataclasses.dataclass
+class Dependence:
+    """Does each output change with the inputs beyond its tolerance? (Compared within one output shape.)"""
+
+    first: dict[tuple[str, tuple[int, ...]], Any] = dataclasses.field(default_factory=dict)
+    #: Outputs seen on at least two input sets of one shape (only those can be judged constant).
+    compared: set[str] = dataclasses.field(default_factory=set)
+    varies: set[str] = dataclasses.field(default_factory=set)
+    #: Outputs where the allowance was smaller than the output itself on some input (a check that could fail).
+    meaningful: set[str] = dataclasses.field(default_factory=set)
+
+    def observe(self, name: str, value: np.ndarray, allowed: float) -> None:
+        """One input set's reference output and the largest allowance it was judged with."""
+        import numpy as np
+
+        magnitude = float(np.abs(value.astype(np.float64)).max()) if value.size else 0.0
+        if magnitude > allowed:
+            self.meaningful.add(name)
+        first = self.first.setdefault((name, tuple(value.shape)), value)
+        if first is value or not value.size:
+            return
+        self.compared.add(name)
+        if float(np.abs(value.astype(np.float64) - first.astype(np.float64)).max()) > allowed:
+            self.varies.add(name)
+
+    def warnings(self) -> list[str]:
+        out = []
+        for name in sorted(self.compared - self.varies):
+            out.append(
+                f"output {name!r} is the same (within tolerance) for every input checked: it does not depend "
+                "on the inputs, so no conversion defect upstream of it could fail this check (an untrained "
+                "model with a constant output, a dead branch?)"
+            )
+        for name in sorted({n for n, _ in self.first} - self.meaningful):
+            out.append(
+                f"the tolerance of output {name!r} is as large as the output itself on every input: no "
+                "conversion could fail this check (the outputs are tiny, or the inputs ill-conditioned)"
+            )
+        return out
