@@ -77,8 +77,41 @@ def save_failure(root: Path, nodeid: str, index: int, result: CheckResult) -> Pa
         f"Failing parity check of {nodeid} ({report.provider}).\n{report.text()}\n\n"
         f"Replay without the framework:\n  python -m pytest_onnxparity.replay {target}\n"
     )
+    if result.divergence is not None and result.divergence.repro is not None:
+        written += _localized(target, result)
     (target / MANIFEST).write_text(json.dumps({"written_by": "pytest-onnxparity", "files": written}))
     return target
+
+
+def _localized(target: Path, result: CheckResult) -> list[str]:
+    """The subgraph around the first divergent module/node, its inputs as ONNX computed them and the outputs the
+    reference expects there, and the localization: ``python -m pytest_onnxparity.replay DIR/localized``."""
+    import onnx
+    from onnx import numpy_helper
+
+    found = result.divergence
+    assert found is not None and found.repro is not None
+    inputs, outputs, values, expected = found.repro
+    local = target / "localized"
+    data = local / "test_data_set_0"
+    data.mkdir(parents=True, exist_ok=True)
+    try:
+        sub = onnx.utils.Extractor(onnx.load(result.exported.path)).extract_model(inputs, outputs)
+    except Exception as exc:  # a subgraph onnx cannot cut out: the localization JSON still says where
+        (local / "localization.json").write_text(json.dumps({**found.to_dict(), "subgraph": f"not extracted: {exc}"}))
+        return ["localized/localization.json"]
+    onnx.save(sub, str(local / "model.onnx"))
+    written = ["localized/model.onnx", "localized/localization.json", "localized/parity.json"]
+    for k, name in enumerate(i.name for i in sub.graph.input if i.name in values):
+        (data / f"input_{k}.pb").write_bytes(numpy_helper.from_array(values[name], name).SerializeToString())
+        written.append(f"localized/test_data_set_0/input_{k}.pb")
+    for k, name in enumerate(outputs):
+        (data / f"output_{k}.pb").write_bytes(numpy_helper.from_array(expected[name], name).SerializeToString())
+        written.append(f"localized/test_data_set_0/output_{k}.pb")
+    tolerance = [{"name": n, "tolerance": result.policy.for_output(n, expected[n].dtype.name)} for n in outputs]
+    (local / "parity.json").write_text(json.dumps({"outputs": tolerance, "noise_factor": 0.0}, indent=2))
+    (local / "localization.json").write_text(json.dumps(found.to_dict(), indent=2, default=str))
+    return written
 
 
 def _clear_own_files(target: Path) -> None:

@@ -18,6 +18,7 @@ from .errors import ModelRejected
 if TYPE_CHECKING:
     import numpy as np
 
+    from .compare import Verdict
     from .runners import Runner
     from .spec import TensorSpec
 
@@ -108,6 +109,15 @@ class Dependence:
     varies: set[str] = dataclasses.field(default_factory=set)
     #: Outputs where the allowance was smaller than the output itself on some input (a check that could fail).
     meaningful: set[str] = dataclasses.field(default_factory=set)
+
+    def observe_verdict(self, reference: Mapping[str, np.ndarray], verdict: Verdict, noise_factor: float) -> None:
+        """Every output of one input set, with the allowance its figures say it was judged with."""
+        import numpy as np
+
+        for figures in verdict.outputs:
+            value = reference[figures.name]
+            magnitude = float(np.abs(value.astype(np.float64)).max(initial=0.0))
+            self.observe(figures.name, value, (figures.atol + figures.rtol) * magnitude + noise_factor * figures.noise)
 
     def observe(self, name: str, value: np.ndarray, allowed: float) -> None:
         """One input set's reference output and the largest allowance it was judged with."""

@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, contracts, inputs, interface, search, spec, tolerance
+from . import adapters, contracts, inputs, interface, localize, search, spec, tolerance
 from .export import ExportedModel, export
 from .probe import FailingCase, Probe
 from .report import ParityReport
-from .runners.onnxruntime import OrtRunner, require, versions
+from .runners import ReferenceMemo
+from .runners.onnxruntime import open_runners, require, versions
+from .timing import Timings
 
 if TYPE_CHECKING:
     from .settings import CheckOptions
@@ -28,6 +30,7 @@ class CheckResult:
     exported: ExportedModel
     policy: tolerance.TolerancePolicy
     case: FailingCase | None = None
+    divergence: localize.Divergence | None = None
 
 
 def prepare(
@@ -48,10 +51,12 @@ def run(
     workdir: Path,
     nodeid: str = "",
     exporter: Exporter = export,
+    memo: ReferenceMemo | None = None,
 ) -> CheckResult:
-    """Export (through ``exporter``: the session's cache), compare on ``provider``, report."""
+    """Export (through ``exporter``: the session's cache), compare on ``provider``, report. ``memo`` shares the
+    reference's outputs between the checks of one model (its provider items)."""
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
-    return _compare(prepared, exporter(prepared, axes, options, workdir), axes, provider, options, nodeid)
+    return _compare(prepared, exporter(prepared, axes, options, workdir), axes, provider, options, nodeid, memo)
 
 
 def _compare(
@@ -61,26 +66,22 @@ def _compare(
     provider: str,
     options: CheckOptions,
     nodeid: str,
+    memo: ReferenceMemo | None,
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
     policy = tolerance.for_provider(options, provider, prepared.output_names)
     device = prepared.place(provider)
-    target = OrtRunner(
-        exported.path,
-        provider,
-        options.provider_options.get(provider),
-        profile=provider != "cpu",
-        feed_names=matched.feed_names,
-    )
-    same = prepared.name == target.name or provider == "cpu"
-    cpu = None if same else OrtRunner(exported.path, "cpu", feed_names=matched.feed_names)
+    timings = Timings(export=exported.seconds)
+    with timings.phase("sessions"):
+        target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
     plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
-    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes)
+    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
     early = contracts.before_running(probe, info, axes)
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    where = localize.for_failure(probe, prepared, exported, options, axes, failure)
     report = ParityReport(
         passed=failure is None,
         provider=provider,
@@ -98,8 +99,9 @@ def _compare(
         tolerance_reason=policy.reason,
         reference=f"{prepared.name} on {device}",
         reach=search.reach(probe, plan, found.skipped),
+        first_divergence=where.to_dict() if where else None,
         **exported.report_fields(),
         **probe.report_fields(),
         **target.report_fields(),
     )
-    return CheckResult(report, exported, policy, probe.case_for(failure))
+    return CheckResult(report, exported, policy, probe.case_for(failure), where)

@@ -29,10 +29,13 @@ class ExportedModel:
     #: ``user file`` (onnx_model=) or ``model file`` (the model is an .onnx).
     origin: str
     seconds: float = 0.0
+    #: The session's cache key of this export (None outside a session): what the model's provider items share.
+    key: str | None = None
 
     def report_fields(self) -> dict[str, Any]:
         """What the export contributes to the report, under its field names."""
         return {
+            "export_origin": self.origin,
             "onnx_path": self.path,
             "exporter": self.exporter,
             "opset": self.graph.opset,
@@ -75,15 +78,23 @@ def export(
 
 
 def cache_key(
-    test: str, prepared: PreparedModel, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions
+    test: str,
+    prepared: PreparedModel,
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    options: CheckOptions,
+    persistent: bool = False,
 ) -> str | None:
     """What makes two checks' exports the same graph; None when the model cannot be fingerprinted.
 
-    A user's ``onnx_model=`` file is keyed by its content alone (read once per session).
+    A user's ``onnx_model=`` file is keyed by its content alone (read once per session; never stored). A
+    ``persistent`` key (``--onnx-cache-dir``, across sessions) adds the versions of the framework, exporter
+    and onnx, and the source files of the model's classes: a changed line of model code is another key.
     """
     import hashlib
     import json
 
+    if options.onnx_model is not None and persistent:
+        return None
     if options.onnx_model is not None:
         file = Path(options.onnx_model)
         return "file:" + hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
@@ -101,4 +112,31 @@ def cache_key(
         options.signature,
         list(prepared.output_names),
     ]
+    if persistent:
+        import onnx
+
+        parts += [prepared.versions(), onnx.__version__, _source_digest(getattr(prepared, "model", None))]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _source_digest(model: Any) -> str:
+    """A hash of the source files that define the model's classes (every submodule's, for torch)."""
+    import hashlib
+    import inspect
+
+    modules = getattr(model, "modules", None)
+    classes = {type(m) for m in modules()} if callable(modules) else {type(model)}
+    digest = hashlib.sha256()
+    for path in sorted({inspect.getsourcefile(c) or c.__qualname__ for c in classes if _has_source(c)}):
+        digest.update(path.encode())
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"")
+    return digest.hexdigest()
+
+
+def _has_source(cls: type) -> bool:
+    import inspect
+
+    try:
+        return inspect.getsourcefile(cls) is not None
+    except TypeError:  # built-in classes
+        return False

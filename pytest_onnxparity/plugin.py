@@ -61,6 +61,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--onnx-time-budget", "onnx_parity_time_budget", float, "seconds of checking per check before sizes are skipped"),
     ("--onnx-report", "onnx_parity_report", str, "write a JSON report of every parity check to this path"),
     ("--onnx-artifacts", "onnx_parity_artifacts", str, "save each failing check's model and inputs/outputs here"),
+    ("--onnx-cache-dir", "onnx_parity_cache_dir", str, "keep exports here across sessions (keyed by model and code)"),
     ("--onnx-benchmark-plot", "onnx_parity_benchmark_plot", str, "with --onnx-benchmark: write a latency PNG here"),
 )
 _FLAGS = (
@@ -68,7 +69,7 @@ _FLAGS = (
     ("--onnx-strict", "onnx_parity_strict", "fail checks that pass with plugin warnings (fallbacks, fewer examples)"),
     ("--onnx-benchmark", "onnx_parity_benchmark", "also time framework vs each provider through pytest-benchmark"),
 )
-_PATHS = ("report", "artifacts", "benchmark_plot")
+_PATHS = ("report", "artifacts", "benchmark_plot", "cache_dir")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -111,7 +112,8 @@ def _writable_path(option: str, raw: str, base: Path, directory: bool) -> Path:
     if path.exists() and path.is_dir() != directory:
         kind = "a directory" if path.is_dir() else "a file"
         raise pytest.UsageError(f"{option}: {path} is {kind}; pass {'a directory' if directory else 'a file path'}.")
-    parent = next(p for p in [path, *path.parents] if p.exists())
+    # the nearest existing directory it would be written in (a file path: its parents; a directory: itself too)
+    parent = next(p for p in [*([path] if directory else []), *path.parents] if p.exists())
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise pytest.UsageError(
             f"{option}: cannot write {path}: {parent} is {'not writable' if parent.is_dir() else 'a file'}."
@@ -143,7 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
             if key == "providers":
                 policy["providers"] = tuple(providers.parse_providers(value))
             elif key in _PATHS:
-                policy[key] = _writable_path(option, value, base, directory=key == "artifacts")
+                policy[key] = _writable_path(option, value, base, directory=key in ("artifacts", "cache_dir"))
             else:
                 defaults[key] = VALIDATORS[key](value)
         except (ValueError, OnnxParityError) as exc:
@@ -275,6 +277,10 @@ class SessionHooks:
             terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
             for line in summary.summary_lines(self.session.entries):
                 terminalreporter.write_line(line)
+            if self.config.get_verbosity() > 0:
+                terminalreporter.write_sep("-", "where the time went (seconds per phase)")
+                for line in summary.timing_lines(self.session.entries):
+                    terminalreporter.write_line(line)
         if self.session.measurements():
             from .benchmark import summary_lines as benchmark_lines
 

@@ -61,6 +61,14 @@ class ParityReport:
     reference: str = ""
     #: Provider vs ONNX Runtime's CPU provider on the same inputs (empty when the provider is CPU).
     versus_cpu: list[OutputFigures] = dataclasses.field(default_factory=list)
+    #: Where the ONNX file came from: exported (this check), reused (earlier in the session), cached
+    #: (--onnx-cache-dir), user file (onnx_model=), model file (the model is an .onnx).
+    export_origin: str = ""
+    #: Seconds per phase: export, sessions, inputs, reference, reference noise, onnxruntime, compare, search.
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: On a failure: the first divergent module/layer and ONNX node, the stage that broke it, how an
+    #: artifact differs from a fresh export (``localize.Divergence.to_dict()``; ``line`` is its summary).
+    first_divergence: dict[str, Any] | None = None
     #: Per dynamic axis: sizes planned and checked, the largest reached, sizes skipped and why.
     reach: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     repro: str = ""
@@ -90,7 +98,9 @@ class ParityReport:
         if self.onnx_path:
             lines.append(f"  ONNX model: {self.onnx_path}")
         if self.failure is not None:
-            lines += _failure_lines(self.failure)
+            failure = _failure_lines(self.failure)
+            lines += failure[:1] + (_divergence_lines(self.first_divergence) if self.first_divergence else [])
+            lines += failure[1:]
         else:
             for out in self.outputs:
                 lines.append(
@@ -120,6 +130,15 @@ class ParityReport:
         if self.repro:
             lines.append(f"  reproduce: {self.repro}")
         return lines
+
+
+def _divergence_lines(found: dict[str, Any]) -> list[str]:
+    lines = [f"  {found['line']}"]
+    lines += [f"    then {step}" for step in found.get("after", [])]
+    lines += [f"    placement: {found['placement']}"] if found.get("placement") else []
+    lines += [f"    artifact vs a fresh export: {d}" for d in found.get("differences", [])[1:5]]
+    lines += [f"    note: {note}" for note in found.get("notes", [])]
+    return lines
 
 
 def _failure_lines(failure: Failure) -> list[str]:

@@ -6,9 +6,12 @@ is not deterministic), the result is the parity failure found, never hypothesis'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import inputs
@@ -43,7 +46,19 @@ class _Found(Exception):
 
 
 def search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
-    """Run the edge cases, then generated recipes, until a failure, the budget, or the end."""
+    """Run the edge cases, then generated recipes, until a failure, the budget, or the end.
+
+    The time not spent in the probe's own phases (hypothesis drawing and shrinking) is timed as "search".
+    """
+    started, measured = time.perf_counter(), sum(probe.timings.values())
+    try:
+        return _search(probe, options, plan)
+    finally:
+        overhead = time.perf_counter() - started - (sum(probe.timings.values()) - measured)
+        probe.timings["search"] = probe.timings.get("search", 0.0) + max(0.0, overhead)
+
+
+def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
     deadline = time.monotonic() + options.time_budget
     skipped: dict[Recipe, str] = {}
     edges = inputs.edge_recipes(probe.specs, options, plan)
@@ -106,7 +121,8 @@ def _explore(
         print_blob=False,
     )(test)
     try:
-        seed(options.seed)(test)()
+        with _private_storage():
+            seed(options.seed)(test)()
     except _Found as exc:
         return exc.failure
     except Exception:
@@ -114,6 +130,20 @@ def _explore(
             return latest[-1]
         raise
     return latest[-1] if latest else None
+
+
+@contextlib.contextmanager
+def _private_storage() -> Iterator[None]:
+    """Hypothesis caches what it reads of the user's source under ``./.hypothesis`` even without a database;
+    the plugin's search keeps its cache in the temporary directory instead, and puts the user's setting back."""
+    from hypothesis import configuration
+
+    previous = configuration.storage_directory(intent_to_write=False).home_directory
+    configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "pytest-onnxparity-hypothesis")
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(previous)
 
 
 def reach(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: The parity entries of one test item (shipped to the xdist controller on its call report).
 ITEM_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
+#: How many onnx_parity calls a test item made so far (the first one of a benchmark item is timed).
+ITEM_CALLS = pytest.StashKey[int]()
 
 
 def model_key(node: Any) -> str:
@@ -39,11 +41,13 @@ def model_key(node: Any) -> str:
 
 
 class ExportCache:
-    """One export per model per session: keyed by the test, the model's fingerprint and the export options."""
+    """One export per model per session, keyed by the test, the model's fingerprint and the export options;
+    with ``--onnx-cache-dir``, also across sessions (written atomically; xdist workers may share it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
         self._exports: dict[str, ExportedModel] = {}
-        #: Exports actually run (not reused), by key: what the tests count.
+        #: Exports actually run (neither reused nor read from the cache), by key: what the tests count.
         self.exports_run: list[str] = []
 
     def exporter(self, test: str, fresh: bool = False) -> Callable[..., ExportedModel]:
@@ -55,9 +59,18 @@ class ExportCache:
             key = cache_key(test, prepared, axes, options)
             hit = None if fresh or key is None else self._exports.get(key)
             if hit is not None:
-                return dataclasses.replace(hit, origin="reused", seconds=0.0)
-            exported = export(prepared, axes, options, workdir)
-            self.exports_run.append(key or test)
+                return dataclasses.replace(hit, origin="reused", seconds=0.0, key=key)
+            entry = None
+            if self.directory is not None:
+                stored = cache_key(test, prepared, axes, options, persistent=True)
+                entry = None if stored is None else self.directory / stored
+            exported = None if fresh or entry is None else _read_cached(entry)
+            if exported is None:
+                exported = export(prepared, axes, options, workdir)
+                self.exports_run.append(key or test)
+                if entry is not None:
+                    _write_cached(entry, exported)
+            exported = dataclasses.replace(exported, key=key)
             if key is not None:
                 self._exports[key] = exported
             return exported
@@ -65,10 +78,56 @@ class ExportCache:
         return get
 
 
+def _read_cached(entry: Path) -> ExportedModel | None:
+    import json
+
+    from . import graph
+    from .export import ExportedModel
+
+    meta = entry / "meta.json"
+    if not meta.is_file():
+        return None
+    recorded = json.loads(meta.read_text())
+    info = graph.inspect(entry / "model.onnx", user_file=False)
+    return ExportedModel(
+        str(entry / "model.onnx"),
+        recorded["exporter"],
+        tuple(recorded["notes"]),
+        tuple(recorded["warnings"]),
+        info,
+        "cached",
+    )
+
+
+def _write_cached(entry: Path, exported: ExportedModel) -> None:
+    """Write ``entry`` whole or not at all: a temporary directory beside it, renamed into place."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import onnx
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    onnx.save(onnx.load(exported.path), str(staging / "model.onnx"))  # one self-contained file
+    record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
+    (staging / "meta.json").write_text(json.dumps(record))
+    if (entry / "meta.json").is_file():  # a stale entry of ours (a fresh export replaces it)
+        shutil.rmtree(entry)
+    try:
+        os.replace(staging, entry)
+    except OSError:  # another xdist worker wrote the same entry first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 class ParitySession:
     def __init__(self, config: pytest.Config, policy: SessionPolicy, defaults: Mapping[str, Any]) -> None:
         self.config, self.policy, self.defaults = config, policy, dict(defaults)
-        self.exports = ExportCache()
+        self.exports = ExportCache(policy.cache_dir)
+        from .runners import ReferenceMemo
+
+        self.references = ReferenceMemo()
         self.entries: list[dict[str, Any]] = []
         self.benchmark: Any = None
         if policy.benchmark_allowed:
@@ -88,9 +147,17 @@ class ParitySession:
         from .engine import run
 
         test = model_key(node)
-        result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test))
+        result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test), self.references)
         if not result.report.passed and result.exported.origin in ("reused", "cached"):
-            result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test, fresh=True))
+            # A graph from earlier is never trusted on its own: the verdict is the fresh export's.
+            earlier = result.exported
+            fresh = self.exports.exporter(test, fresh=True)
+            result = run(prepared, options, provider, workdir, node.nodeid, fresh, self.references)
+            if result.report.passed:
+                result.report.warnings.append(
+                    f"the {earlier.origin} export ({earlier.path}) did not match the model; a fresh export did and "
+                    "replaced it"
+                )
         return result
 
     def check(
@@ -108,7 +175,7 @@ class ParitySession:
 
         node = request.node
         entries = node.stash.setdefault(ITEM_ENTRIES, [])
-        index = len(entries)
+        index = node.stash[ITEM_CALLS] = node.stash.get(ITEM_CALLS, -1) + 1
         try:
             from .engine import prepare
 

@@ -52,6 +52,9 @@ class CheckOptions:
     #: Compare outputs at positions a mask marks as padding too (their values are undefined by default).
     include_padding: bool = False
     time_budget: float = DEFAULT_TIME_BUDGET
+    #: On a failure, name the first divergent module/node and the stage that broke it, within this many seconds.
+    localize: bool = True
+    localize_budget: float = 30.0
     benchmark: bool = False
     benchmark_batch_sizes: tuple[int, ...] | None = None
 
@@ -65,6 +68,8 @@ class SessionPolicy:
     strict: bool = False
     report: Path | None = None
     artifacts: Path | None = None
+    #: Exports kept across sessions (--onnx-cache-dir); None: one export per model per session only.
+    cache_dir: Path | None = None
     benchmark: bool = False
     benchmark_plot: Path | None = None
     #: False under pytest-xdist: timings need one process.

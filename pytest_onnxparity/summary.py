@@ -119,6 +119,19 @@ def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
     return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
+def timing_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """Per check, where its time went (``-v``): ``test[cpu]  export 3.2 s (exported), reference 1.4 s, ...``."""
+    lines = []
+    for entry in entries:
+        timings = entry.get("timings") or {}
+        if timings:
+            parts = [f"{phase} {_number(seconds, '.2f')} s" for phase, seconds in timings.items()]
+            origin = entry.get("export_origin")
+            parts[0] += f" ({origin})" if origin and parts[0].startswith("export ") else ""
+            lines.append(f"{entry.get('nodeid', '?')}  " + ", ".join(parts))
+    return lines
+
+
 def write_json(path: Path, entries: list[dict[str, Any]]) -> None:
     """The JSON report, written atomically (a temporary file in the same directory, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -213,6 +213,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "mask_holes": lambda v: _flag("mask_holes", v),
     "include_padding": lambda v: _flag("include_padding", v),
     "time_budget": _time_budget,
+    "localize": lambda v: _flag("localize", v),
+    "localize_budget": lambda v: _number("localize_budget", v, "Pass a non-negative number of seconds."),
     "benchmark": lambda v: _flag("benchmark", v),
     "benchmark_batch_sizes": lambda v: None if v is None else _sizes("benchmark_batch_sizes", v),
 }

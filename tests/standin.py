@@ -82,9 +82,11 @@ def standin(
     unavailable: Unavailable | None = None,
     logs: str = "",
     flaky: bool = False,
+    corrupt_when_optimized: bool = False,
 ) -> ProviderDefinition:
     """A provider definition; ``precision`` is its default; ``--onnx-provider-options=NAME:precision=f32`` forces
-    f32."""
+    f32. ``corrupt`` names a node whose output is off by 1%; ``corrupt_when_optimized`` only with optimizations
+    on (a faulty graph rewrite)."""
 
     def ran_in(options: Mapping[str, str]) -> Precision:
         chosen = options.get("precision", precision)
@@ -97,7 +99,10 @@ def standin(
         if logs:  # what a provider prints about the options it ignores, in ONNX Runtime's log format
             os.write(2, f"2026-01-01 00:00:00.0 [W:onnxruntime:, standin.cc:1 Create] {logs}\n".encode())
         bf16 = ran_in(options).name == "bf16"
-        chosen = _rewrite(path, bf16, corrupt) if bf16 or corrupt else path
+        # a provider whose graph rewrites break the node ``corrupt`` (right with optimizations off)
+        optimized = str(session_options.graph_optimization_level) != "GraphOptimizationLevel.ORT_DISABLE_ALL"
+        broken = corrupt if optimized or not corrupt_when_optimized else None
+        chosen = _rewrite(path, bf16, broken) if bf16 or broken else path
         session = ort.InferenceSession(chosen, session_options, providers=["CPUExecutionProvider"])
         return _Flaky(session) if flaky else session
 

@@ -319,9 +319,10 @@ def test_odd_models_and_inputs_get_a_clear_message(pytester: pytest.Pytester) ->
 def test_ini_paths_resolve_against_the_rootdir_and_home_expands(pytester: pytest.Pytester, tmp_path) -> None:
     pytester.makeini("[pytest]\nonnx_parity_report = reports/parity.json\n")
     sub = pytester.mkdir("sub")
+    # a test module full of constants: hypothesis reads them and caches them in ./.hypothesis unless kept away
     (sub / "test_x.py").write_text(
-        "import torch\n\ndef test_x(onnx_parity):\n    onnx_parity(torch.nn.Linear(2, 2), "
-        "torch.zeros(2, 2), examples=0)\n"
+        "import torch\n\nSCALE, SHIFT, LIMIT = 3.25, 17, 1234\n\ndef test_x(onnx_parity):\n"
+        "    onnx_parity(torch.nn.Linear(2, 2).eval(), torch.zeros(2, 2) + SHIFT, examples=50)\n"
     )
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     pytest_script = shutil.which("pytest", path=os.path.dirname(sys.executable)) or "pytest"

@@ -19,7 +19,7 @@ def test_tied_topk(onnx_parity):
 
 def test_groupnorm_on_constant_input(onnx_parity):
     report = onnx_parity(ConvGroupNorm().eval(), torch.randn(2, 64))
-    assert report.outputs[0].rule == "noise"             # the reference's own noise decided, not a fixed tolerance
+    assert report.outputs[0].noise > 0                   # the reference's own noise was measured and credited
 
 def test_groupnorm_without_the_noise_term(onnx_parity):
     onnx_parity(ConvGroupNorm().eval(), torch.randn(2, 64), noise_factor=0)

@@ -6,7 +6,6 @@ parameters, buffers and training mode are put back as they were when the check e
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 import warnings
@@ -16,93 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityUsageError, OnnxParityWarning
 from . import ExportResult, call_model, input_names, output_names, outputs_on_example, positional_names
+from .torch_tensors import example_tensor, flatten_outputs, from_numpy, tensors_in, to_numpy
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from ..settings import CheckOptions
-
-
-def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Flatten a model's outputs in torch.export's (pytree) order, naming each leaf from the structure.
-
-    A lone tensor is ``output``; tuple/list positions are ``output_0``...; dict, ModelOutput and dataclass
-    keys keep their names (``logits``, ``hidden.0``); ``None`` entries are dropped, as the exporter does.
-    """
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return [(prefix or "output", obj)]
-    if obj is None:
-        return []
-    if isinstance(obj, Mapping):
-        items = list(obj.items())
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-    elif isinstance(obj, (tuple, list)):
-        items = [(i, v) for i, v in enumerate(obj)]
-        if not prefix:
-            return [leaf for i, v in items for leaf in flatten_outputs(v, f"output_{i}")]
-    else:
-        raise OnnxParityUsageError(
-            f"the model returned a {type(obj).__name__} at {prefix or 'its output'}; ONNX outputs are tensors, "
-            "so return tensors (or tuples / dicts of tensors) from forward()."
-        )
-    out = []
-    for key, value in items:
-        out.extend(flatten_outputs(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A host numpy copy; bfloat16 becomes ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own)."""
-    import torch
-
-    tensor = tensor.detach().cpu()
-    if tensor.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return tensor.view(torch.int16).numpy().copy().view(ml_dtypes.bfloat16)
-    if tensor.is_complex():
-        raise OnnxParityUsageError("the model returned a complex tensor; ONNX Runtime has no complex tensors.")
-    return tensor.numpy().copy()
-
-
-def from_numpy(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
-    """A new tensor (never a view of ``array``): a model that writes into its input changes nothing of ours."""
-    import numpy as np
-    import torch
-
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16).to(device)
-    return torch.from_numpy(np.array(array, copy=True)).to(device, dtype)
-
-
-def _example_tensor(name: str, value: Any) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.array(value, copy=True))
-    if not isinstance(value, torch.Tensor):
-        raise OnnxParityUsageError(
-            f"example input {name!r} is a {type(value).__name__}; pass torch tensors (or numpy arrays), "
-            "as one tensor, a tuple of positional inputs, or a dict of keyword inputs."
-        )
-    if value.layout != torch.strided:
-        raise OnnxParityUsageError(
-            f"example input {name!r} is a {value.layout} tensor; ONNX inputs are dense: "
-            "pass .to_dense() and let the model take dense tensors."
-        )
-    if value.is_complex():
-        raise OnnxParityUsageError(
-            f"example input {name!r} is complex ({value.dtype}); ONNX Runtime has no complex "
-            "tensors: pass the real and imaginary parts as two inputs."
-        )
-    if value.device.type == "meta":
-        raise OnnxParityUsageError(f"example input {name!r} is on the meta device (no values); pass real tensors.")
-    return value
 
 
 #: transformers config keys that bound a sequence axis.
@@ -158,7 +77,7 @@ class PreparedTorchModel:
             values = list(example_inputs) if isinstance(example_inputs, (tuple, list)) else [example_inputs]
             derived = self._positional_names(len(values))
         names = input_names(options.input_names, derived)
-        tensors = {name: _example_tensor(name, value) for name, value in zip(names, values)}
+        tensors = {name: example_tensor(name, value) for name, value in zip(names, values)}
         self._dtypes = {name: t.dtype for name, t in tensors.items()}
         self.example: dict[str, np.ndarray] = {name: to_numpy(t) for name, t in tensors.items()}
         self._call_names = derived
@@ -206,6 +125,29 @@ class PreparedTorchModel:
         tensors = self._tensors(feed)
         named = call_model(lambda: self._forward(tensors), flatten_outputs, self._structure)
         return {name: to_numpy(t) for name, (_, t) in zip(self.output_names, named)}
+
+    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+        """(module name, class, its output tensors) for every submodule, in the order they finished."""
+
+        records: list[tuple[str, str, list[np.ndarray]]] = []
+
+        def recorder(name: str) -> Any:
+            def record(module: torch.nn.Module, args: Any, output: Any) -> None:
+                where = type(module).__module__
+                where = "torch.nn" if where.startswith("torch.nn.modules.") else where  # torch.nn.LeakyReLU
+                kind = f"{where}.{type(module).__qualname__}"
+                records.append((name, kind, [to_numpy(t) for t in tensors_in(output)]))
+
+            return record
+
+        named = [(n, m) for n, m in self._reference_model.named_modules() if n]
+        handles = [module.register_forward_hook(recorder(name)) for name, module in named]
+        try:
+            self._forward(self._tensors(feed))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return records
 
     def infer_float64(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """The model in float64 (a copy), for the reference's own rounding error; None where it cannot run so."""

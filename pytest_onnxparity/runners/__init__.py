@@ -7,8 +7,10 @@ on numpy inputs keyed by input name. The framework runners are the adapters' pre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ModelRejected
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,3 +23,29 @@ class Runner(Protocol):
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs on ``feed``, in ``output_names`` order, as host numpy arrays."""
         ...
+
+
+class ReferenceMemo:
+    """The reference's outputs by (model, device, recipe): another provider's item of the same model checks the
+    same input sets, so it need not run the framework again. Bounded by a memory budget."""
+
+    def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
+        self._store: dict[Any, dict[str, np.ndarray] | ModelRejected] = {}
+        self._left = budget_bytes
+
+    def get(self, key: Any, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if key in self._store:
+            hit = self._store[key]
+            if isinstance(hit, ModelRejected):
+                raise hit
+            return hit
+        try:
+            value = compute()
+        except ModelRejected as exc:
+            self._store[key] = exc
+            raise
+        size = sum(array.nbytes for array in value.values())
+        if size <= self._left:
+            self._store[key] = value
+            self._left -= size
+        return value

@@ -73,6 +73,8 @@ class Placement:
     providers: list[str]
     nodes: dict[str, int] = dataclasses.field(default_factory=dict)
     fallback_ops: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Node name (as profiled: a provider's fused subgraph counts as one) -> the provider that ran it.
+    by_node: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -242,6 +244,18 @@ class OrtRunner:
         }
 
 
+def open_runners(
+    path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
+) -> tuple[OrtRunner, OrtRunner | None]:
+    """The check's target runner (its first run profiled for placement) and, for a provider other than CPU whose
+    reference is not already ONNX Runtime's CPU provider, a CPU runner to compare the provider with."""
+    target = OrtRunner(
+        path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
+    )
+    same = provider == "cpu" or reference == target.name
+    return target, None if same else OrtRunner(path, "cpu", feed_names=feed_names)
+
+
 def placement_from_profile(session: Any, short: str) -> Placement:
     """End profiling and count the nodes each provider executed (ONNX Runtime's own record)."""
     profile = session.end_profiling()
@@ -258,7 +272,8 @@ def placement_from_profile(session: Any, short: str) -> Placement:
             nodes[attribute(node, op, args["provider"]) if attribute else ran].add(node)
             ops[node] = op
     fallback = collections.Counter(ops[n] for provider, names in nodes.items() if provider != short for n in names)
-    placement = Placement(session.get_providers(), {p: len(n) for p, n in nodes.items()}, dict(fallback))
+    by_node = {node: provider for provider, names in nodes.items() for node in names}
+    placement = Placement(session.get_providers(), {p: len(n) for p, n in nodes.items()}, dict(fallback), by_node)
     if short != "cpu" and nodes and not nodes.get(short):
         raise OnnxParityError(
             f"{providers.definition(short).ort_name} executed none of the graph's {sum(placement.nodes.values())} "

@@ -1,0 +1,128 @@
+"""One export per model, an opt-in cache across sessions that is never trusted on its own, and where the
+time goes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+
+COUNTING_CONFTEST = """
+import pytest_onnxparity.export as export_module
+from tests.standin import standin
+
+EXPORTS = []
+_export = export_module.export
+
+def _counting(prepared, *args, **kwargs):
+    EXPORTS.append(type(prepared).__name__)
+    return _export(prepared, *args, **kwargs)
+
+export_module.export = _counting
+
+def pytest_onnxparity_providers():
+    return [standin()]
+
+def pytest_sessionfinish(session):
+    print(f"\\nEXPORTS {len(EXPORTS)}")
+"""
+
+TWO_MODELS = """
+import pytest
+from sample_models.torch_models import build
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_model(onnx_parity, name):
+    model, example, options = build(name)
+    assert onnx_parity(model, example, **options).passed
+    assert onnx_parity(model, example, examples=0, **options).passed    # a second call in the same test
+"""
+
+
+def test_one_export_per_model_across_providers_benchmarks_and_repeated_calls(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_benchmark")
+    pytester.makeconftest(COUNTING_CONFTEST)
+    pytester.makepyfile(test_two=TWO_MODELS)
+    result = pytester.runpytest(
+        "--onnx-providers=cpu,standin",
+        "--onnx-benchmark",
+        "--benchmark-max-time=0.01",
+        "--benchmark-min-rounds=1",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "--onnx-report=r.json",
+    )
+    result.assert_outcomes(passed=2 * (2 + 3 * 2))  # per model: 2 providers, 3 runtimes x 2 batch sizes
+    result.stdout.fnmatch_lines(["EXPORTS 2"])
+    checks = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert sorted(c["export_origin"] for c in checks).count("exported") == 2
+    assert all(c["export_origin"] in ("exported", "reused") for c in checks)
+
+
+CACHED = """
+import torch
+from tests.models import export_file
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(4, 3)
+    def forward(self, x):
+        return torch.tanh(self.fc(x)){change}
+
+def test_net(onnx_parity):
+    onnx_parity(Net().eval(), torch.randn(2, 4), examples=3)
+"""
+
+
+def test_the_export_cache_across_sessions_is_keyed_by_code_and_never_trusted_alone(
+    pytester: pytest.Pytester, monkeypatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    args = ("-p", "no:cacheprovider", "--onnx-cache-dir=cache", "--onnx-report=r.json")
+
+    def run(change: str = "") -> dict:
+        pytester.makepyfile(test_cached=CACHED.format(change=change))
+        pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+        (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+        return check
+
+    cold = run()
+    warm = run()
+    assert (cold["export_origin"], warm["export_origin"]) == ("exported", "cached")
+    assert warm["timings"]["export"] < cold["timings"]["export"]
+    # The model's code changed: its cached graph is not the model any more, so it is not used.
+    assert run(change=" * 2")["export_origin"] == "exported"
+    # A stale entry under the current key (the graph of another model) cannot decide the verdict.
+    import onnx
+    from onnx import helper
+
+    (entry,) = [
+        p
+        for p in (pytester.path / "cache").iterdir()
+        if (p / "model.onnx").is_file() and "Mul" in {n.op_type for n in onnx.load(str(p / "model.onnx")).graph.node}
+    ]
+    stale = onnx.load(str(entry / "model.onnx"))
+    stale.graph.node.append(helper.make_node("Neg", [stale.graph.output[0].name], ["negated"]))
+    stale.graph.output[0].name = "negated"
+    onnx.save(stale, str(entry / "model.onnx"))
+    replaced = run(change=" * 2")
+    assert replaced["passed"] and replaced["export_origin"] == "exported"
+    assert any("did not match the model; a fresh export did and replaced it" in w for w in replaced["warnings"])
+    assert run(change=" * 2")["export_origin"] == "cached"  # the fresh export is what the cache holds now
+
+
+def test_phase_timings_in_the_report_and_with_verbose(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import torch\n\ndef test_t(onnx_parity):\n    onnx_parity(torch.nn.Linear(3, 2).eval(), torch.zeros(2, 3))\n"
+    )
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--onnx-report=r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*where the time went*", "*test_t?cpu?  export * s (exported), sessions * s*"])
+    (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert {"export", "sessions", "inputs", "reference", "onnxruntime", "compare", "search"} <= set(check["timings"])
+    assert all(seconds >= 0 for seconds in check["timings"].values())
