@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .compare import OutputFigures
 from .errors import OnnxParityError, OnnxParityUsageError, OnnxParityWarning, ParityMismatch
+from .figures import OutputFigures
 from .report import ParityReport
 
 __all__ = [
@@ -42,6 +42,11 @@ def check(
 
     (short,) = parse_providers(provider)
     resolved = resolve(options, {}, {})
+    if resolved.variants:
+        raise OnnxParityUsageError(
+            f"check() returns one report: variants={resolved.variants!r} would be several checks. Call check() "
+            "once per variant with variant='...' (the fixture's variants= makes one test item per variant)."
+        )
     where = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="onnxparity_"))
     prepared = engine.prepare(model, example_inputs, resolved)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,17 @@ class BenchmarkCase:
 
     runtime: str  # "framework" or a provider short name
     batch_size: int
+    #: The variant timed on the provider (None: the export itself).
+    variant: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``cpu``, ``cpu-int8-dynamic``: what is timed."""
+        return f"{self.runtime}-{self.variant}" if self.variant else self.runtime
 
     @property
     def id(self) -> str:
-        return f"bench-{self.runtime}-b{self.batch_size}"
+        return f"bench-{self.label}-b{self.batch_size}"
 
 
 @dataclasses.dataclass
@@ -55,7 +63,7 @@ class Measurement:
 class BenchmarkState:
     """Per session: parity results to reuse and the medians measured, for speedups, the summary and the plot."""
 
-    parity: dict[tuple[str, str], tuple[str, ParityReport]] = dataclasses.field(default_factory=dict)
+    parity: dict[tuple[str, str, str | None], tuple[str, ParityReport]] = dataclasses.field(default_factory=dict)
     measurements: list[Measurement] = dataclasses.field(default_factory=list)
 
 
@@ -64,9 +72,14 @@ def require_pytest_benchmark(config: pytest.Config) -> None:
         raise pytest.UsageError("--onnx-benchmark needs pytest-benchmark: pip install 'pytest-onnxparity[benchmark]'")
 
 
-def cases(batch_sizes: tuple[int, ...], providers: list[str]) -> list[BenchmarkCase]:
-    """Framework first, then each provider, per batch size (framework medians feed the speedups)."""
-    return [BenchmarkCase(runtime, b) for b in batch_sizes for runtime in ["framework", *providers]]
+def cases(batch_sizes: tuple[int, ...], providers: list[str], variants: tuple[str, ...] = ()) -> list[BenchmarkCase]:
+    """Framework first, then each provider, then each variant on each provider, per batch size (framework
+    medians feed the speedups)."""
+    return [
+        BenchmarkCase(runtime, b, variant)
+        for b in batch_sizes
+        for runtime, variant in [("framework", None), *[(p, v) for v in (None, *variants) for p in providers]]
+    ]
 
 
 def collection_batch_sizes(session: ParitySession, definition: Any) -> tuple[int, ...]:
@@ -101,12 +114,12 @@ def run(
     from .session import model_key
 
     key = model_key(request.node)
-    cached = session.benchmark.parity.get((key, provider))
+    cached = session.benchmark.parity.get((key, provider, case.variant))
     if cached is None:  # the parity item did not run first (deselected, or run alone): check parity here
-        result = session.run(prepared, options, provider, workdir, request.node)
+        result = session.run(prepared, options, provider, workdir, request.node, case.variant)
         if not result.report.passed:
             raise ParityMismatch(result.report)
-        cached = session.benchmark.parity[(key, provider)] = (result.exported.path, result.report)
+        cached = session.benchmark.parity[(key, provider, case.variant)] = (result.exported.path, result.report)
     onnx_path, report = cached
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
@@ -121,7 +134,9 @@ def run(
     threads = _threads(prepared.name)
     info: dict[str, Any] = {
         "model": key,
-        "runtime": prepared.name if case.runtime == "framework" else case.runtime,
+        "runtime": prepared.name
+        if case.runtime == "framework"
+        else case.runtime + (f"-{case.variant}" if case.variant else ""),
         "batch_size": case.batch_size,
         "opset": report.opset,
         "threads": threads,
@@ -169,6 +184,24 @@ def run(
     return report
 
 
+def _variant_panel(ax: Any, model: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Size (x) against latency at the largest batch timed (y), each point labelled with its worst cosine."""
+    for r in rows:
+        if not r["size_bytes"] or not r["latency_ms"]:
+            continue
+        batch = max(r["latency_ms"])
+        ax.scatter(r["size_bytes"] / 1e6, r["latency_ms"][batch], marker="o" if r["verdict"] == "PASS" else "x")
+        accuracy = f"cos {r['metrics']['cosine']:.4f}" if "cosine" in r["metrics"] else "exact"
+        ax.annotate(
+            f"{r['provider']} {r['variant']} ({accuracy}, {r['verdict']})",
+            (r["size_bytes"] / 1e6, r["latency_ms"][batch]),
+            fontsize=7,
+        )
+    ax.set_xlabel("file size (MB)")
+    ax.set_ylabel("median latency, largest batch (ms)")
+    ax.set_title(f"{model}: variants", fontsize=9)
+
+
 def _threads(framework: str) -> int:
     """The framework's intra-op thread count; ONNX Runtime is given the same."""
     if framework == "torch":
@@ -202,8 +235,9 @@ def summary_lines(measurements: list[Measurement]) -> list[str]:
     return lines
 
 
-def plot(measurements: list[Measurement], path: Path) -> None:
-    """A PNG: median latency per runtime (bars) and batch size (groups), one panel per model."""
+def plot(measurements: list[Measurement], path: Path, variants: Sequence[dict[str, Any]] = ()) -> None:
+    """A PNG: median latency per runtime (bars) and batch size (groups), one panel per model; beside it, for a
+    model with variants, each variant's file size against its latency, labelled with its accuracy."""
     try:
         import matplotlib
 
@@ -214,8 +248,12 @@ def plot(measurements: list[Measurement], path: Path) -> None:
             "--onnx-benchmark-plot needs matplotlib: pip install 'pytest-onnxparity[benchmark]'"
         ) from exc
     models = sorted({m.model for m in measurements})
-    fig, axes = plt.subplots(len(models), 1, figsize=(8, 3.2 * max(1, len(models))), squeeze=False)
-    for ax, model in zip(axes[:, 0], models):
+    columns = 2 if variants else 1
+    fig, axes = plt.subplots(len(models), columns, figsize=(8 * columns, 3.2 * max(1, len(models))), squeeze=False)
+    for row, model in enumerate(models):
+        if variants:
+            _variant_panel(axes[row, 1], model, [v for v in variants if v["model"] == model])
+        ax = axes[row, 0]
         medians = {(m.runtime, m.batch_size): m.median_s for m in measurements if m.model == model and m.median_s}
         batches = sorted({b for _, b in medians})
         runtimes = list(dict.fromkeys(r for r, _ in medians))

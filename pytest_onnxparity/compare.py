@@ -19,6 +19,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import tolerance
+from .figures import OutputFigures
 from .tolerance import TolerancePolicy
 
 if TYPE_CHECKING:
@@ -45,55 +47,13 @@ class OutputContext:
 
 
 @dataclasses.dataclass
-class OutputFigures:
-    """The parity figures of one output: over one input set, or merged over every input set checked."""
+class FailingCase:
+    """A failing input set kept in memory for artifacts and localization: the inputs and the reference's outputs."""
 
-    name: str
-    total: int = 0
-    mismatched: int = 0
-    max_abs_diff: float = 0.0
-    max_rel_diff: float = 0.0
-    sum_abs_diff: float = 0.0
-    sum_rel_diff: float = 0.0
-    atol: float = 0.0
-    rtol: float = 0.0
-    #: Largest ``|diff| / allowed``: 1.0 is the edge of failing.
-    tolerance_used: float = 0.0
-    #: Which term of the rule set the allowance where the most tolerance was used: "tolerance" or "noise".
-    rule: str = "tolerance"
-    #: The largest rounding error of the reference itself seen on this output.
-    noise: float = 0.0
-    #: Elements not compared (padded positions), and index mismatches accepted as ties.
-    excluded: int = 0
-    ties: int = 0
-
-    @property
-    def mean_abs_diff(self) -> float:
-        return self.sum_abs_diff / self.total if self.total else 0.0
-
-    @property
-    def mean_rel_diff(self) -> float:
-        return self.sum_rel_diff / self.total if self.total else 0.0
-
-    def merge(self, other: OutputFigures) -> None:
-        """Fold another input set's figures of the same output into these."""
-        self.total += other.total
-        self.mismatched += other.mismatched
-        self.sum_abs_diff += other.sum_abs_diff
-        self.sum_rel_diff += other.sum_rel_diff
-        self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
-        self.max_rel_diff = max(self.max_rel_diff, other.max_rel_diff)
-        if other.tolerance_used >= self.tolerance_used:
-            self.tolerance_used, self.rule = other.tolerance_used, other.rule
-        self.noise = max(self.noise, other.noise)
-        self.excluded += other.excluded
-        self.ties += other.ties
-        self.atol, self.rtol = other.atol, other.rtol
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out.update(mean_abs_diff=self.mean_abs_diff, mean_rel_diff=self.mean_rel_diff)
-        return out
+    feed: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] | None
+    #: What the comparison knew per output (the reference's noise, padding), so replay judges the same way.
+    context: dict[str, OutputContext] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -156,19 +116,29 @@ def compare(
                 f"output {name!r} has shape {tuple(got.shape)} in ONNX but {tuple(ref.shape)} in the model",
             )
         atol, rtol = policy.for_output(name, ref.dtype.name)
+        limits = policy.limits(name, ref.dtype.name)
         figures, worst, problem = compare_values(
-            name, ref, got, atol, rtol, (context or {}).get(name), policy.noise_factor
+            name, ref, got, atol, rtol, (context or {}).get(name), policy.noise_factor, limits
         )
+        if policy.variant is not None and not limits and tolerance.is_float(ref.dtype.name):
+            figures.metrics, figures.rows = _metrics(ref, got, (context or {}).get(name))
         verdict.outputs.append(figures)
         verdict.worst += worst
         if problem is not None:
+            kind = "metrics" if problem.startswith("below") else "values"
             return _stop(
-                verdict,
-                "nonfinite" if problem.startswith("non-finite") else "values",
-                name,
-                f"output {name!r}: {problem}",
+                verdict, "nonfinite" if problem.startswith("non-finite") else kind, name, f"output {name!r}: {problem}"
             )
     return verdict
+
+
+def _metrics(ref: np.ndarray, got: np.ndarray, context: OutputContext | None) -> tuple[dict[str, float], int]:
+    import numpy as np
+
+    from . import metrics
+
+    exclude = None if context is None else context.exclude
+    return metrics.measure(ref, got, None if exclude is None else ~np.broadcast_to(exclude, ref.shape))
 
 
 def _stop(verdict: Verdict, kind: str, name: str, problem: str) -> Verdict:
@@ -184,9 +154,16 @@ def compare_values(
     rtol: float,
     context: OutputContext | None = None,
     noise_factor: float = NOISE_FACTOR,
+    limits: Mapping[str, float] | None = None,
 ) -> tuple[OutputFigures, list[dict[str, Any]], str | None]:
-    """Element-wise rule on one output: (figures, the worst elements past tolerance, problem or None)."""
+    """Element-wise rule on one output: (figures, the worst elements past tolerance, problem or None).
+
+    With metric ``limits`` (an int8 variant), the per-input-set metrics (cosine, SNR) judge instead of the
+    element-wise rule, whose figures are still reported.
+    """
     import numpy as np
+
+    from . import metrics
 
     ctx = context or OutputContext()
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
@@ -251,6 +228,12 @@ def compare_values(
                 )
     if nonfinite_problem is not None:
         return figures, worst, nonfinite_problem
+    if limits:
+        figures.metrics, figures.rows = metrics.measure(ref, got, valid)
+        figures.limits, figures.mismatched, figures.rule = dict(limits), 0, "metrics"
+        figures.tolerance_used = metrics.used(figures.metrics, limits, metrics.PER_INPUT)
+        short = metrics.shortfalls(figures.metrics, limits, metrics.PER_INPUT)
+        return figures, worst, f"below the variant's thresholds: {', '.join(short)}" if short else None
     if mismatched:
         rule = f"|onnx - ref| <= max({atol:g} * {scale:.6g} + {rtol:g} * |ref|, {noise_factor:g} * noise)"
         return figures, worst, f"{mismatched} of {total} elements differ beyond tolerance ({rule})"

@@ -13,12 +13,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import inputs
 from .errors import ModelRejected
+from .runners.onnxruntime import ignored_settings
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .compare import Verdict
+    from .probe import Probe
     from .runners import Runner
     from .spec import TensorSpec
 
@@ -70,30 +73,43 @@ def _perturbed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], seed: in
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 7919])
     out = dict(feed)
     for name in floats:
-        value = feed[name]
-        eps = float(np.finfo(np.float32 if value.dtype.name == "bfloat16" else value.dtype).eps)
-        step = np.where(rng.random(value.shape) < 0.5, -eps, eps)
-        out[name] = (value.astype(np.float64) * (1.0 + step)).astype(value.dtype)
+        value = feed[name].astype(np.float64)
+        eps = float(np.finfo(np.float32 if feed[name].dtype.name == "bfloat16" else feed[name].dtype).eps)
+        # one ulp of each element, or of the tensor's magnitude where it is an exact zero (a relative nudge of
+        # zero is zero, and an all-zeros input would look perfectly conditioned)
+        magnitude = float(np.abs(value).max(initial=0.0)) or 1.0
+        step = eps * np.where(value != 0, np.abs(value), magnitude)
+        out[name] = (value + np.where(rng.random(value.shape) < 0.5, -step, step)).astype(feed[name].dtype)
     return out
 
 
 def padding(
-    feed: Mapping[str, np.ndarray], specs: list[TensorSpec], outputs: Mapping[str, np.ndarray]
+    feed: Mapping[str, np.ndarray],
+    specs: list[TensorSpec],
+    outputs: Mapping[str, np.ndarray],
+    declared: Mapping[str, list[Any]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per output that carries a mask's (batch, sequence) axes and more (a feature axis): where the mask says
-    padding. (An output of exactly the mask's shape, a pooled (batch, classes) one that happens to match
-    it, is compared in full.)"""
+    """Per output that carries a mask's (batch, sequence) axes: where the mask says padding.
+
+    ``declared`` (the graph's dims by input and output name) decides which outputs carry the mask's axes where
+    it names them (``['batch', 'seq', 32]``): a decoder output over another sequence does not. Where the graph
+    names nothing, an output carries them when it starts with the mask's shape and has more axes (an output of
+    just the mask's shape, a pooled (batch, classes) one that happens to match it, is compared in full).
+    """
     import numpy as np
 
+    declared = declared or {}
     pads = []
     for spec in specs:
         value = feed[spec.name]
         if spec.is_mask and value.ndim >= 2:
-            pads.append(value.astype(bool) if spec.kind == "bool" else value == 0)
+            pads.append((spec.name, value.astype(bool) if spec.kind == "bool" else value == 0))
     out = {}
     for name, value in outputs.items():
-        for pad in pads:
-            if value.ndim > pad.ndim and value.shape[: pad.ndim] == pad.shape and pad.any():
+        for mask, pad in pads:
+            named = [d for d in [*declared.get(name, [])[:2], *declared.get(mask, [])[:2]] if isinstance(d, str)]
+            carries = declared[name][:2] == declared[mask][:2] if len(named) == 4 else value.ndim > pad.ndim
+            if carries and value.shape[: pad.ndim] == pad.shape and pad.any():
                 out[name] = np.asarray(pad).reshape(pad.shape + (1,) * (value.ndim - pad.ndim))
                 break
     return out
@@ -147,3 +163,35 @@ class Dependence:
                 "conversion could fail this check (the outputs are tiny, or the inputs ill-conditioned)"
             )
         return out
+
+
+def warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[str]:
+    """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
+    out = []
+    if probe.reference.name == probe.target.name:
+        out.append(
+            "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
+            "shows the graph runs across the inputs, not that its numerics are right (use a provider "
+            "other than cpu)"
+        )
+    # sizes of a walked axis past the model's own limit are not a warning: the reach reports them
+    rejected = {r: why for r, why in probe.rejected.items() if not inputs.is_walk(r)}
+    if rejected:
+        recipe, why = next(iter(rejected.items()))
+        out.append(
+            f"the {probe.reference.name} model raised on {len(rejected)} generated input set(s), which "
+            f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
+            "dynamic_axes or batch_sizes"
+        )
+    if passed and asked and generated < asked:
+        why = f"{len(rejected)} were rejected by the model" if rejected else "time budget or a small space"
+        out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
+    placement = getattr(probe.target, "placement", None)
+    if placement is not None and placement.fallback_ops:
+        out.append(
+            f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
+        )
+    log = getattr(probe.target, "log", [])
+    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+    return out + probe.dependence.warnings()

@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, contracts, inputs, interface, localize, search, spec, tolerance
+from . import adapters, context, contracts, inputs, interface, localize, search, spec, tolerance, variants
+from .compare import FailingCase
 from .export import ExportedModel, export
-from .probe import FailingCase, Probe
+from .probe import Probe
 from .report import ParityReport
 from .runners import ReferenceMemo
 from .runners.onnxruntime import open_runners, require, versions
@@ -50,13 +51,15 @@ def run(
     provider: str,
     workdir: Path,
     nodeid: str = "",
-    exporter: Exporter = export,
+    exporter: Exporter | None = None,
     memo: ReferenceMemo | None = None,
 ) -> CheckResult:
-    """Export (through ``exporter``: the session's cache), compare on ``provider``, report. ``memo`` shares the
-    reference's outputs between the checks of one model (its provider items)."""
+    """Export (through ``exporter``: the session's cache; by default the export, then ``variant=``'s build),
+    compare on ``provider``, report. ``memo`` shares the reference's outputs between a model's checks."""
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
-    return _compare(prepared, exporter(prepared, axes, options, workdir), axes, provider, options, nodeid, memo)
+    exporter = exporter or variants.with_variant(export, variants.to_build(options))
+    exported = exporter(prepared, axes, options, workdir)
+    return _compare(prepared, exported, axes, provider, variants.check_options(options, exported.variant), nodeid, memo)
 
 
 def _compare(
@@ -70,7 +73,7 @@ def _compare(
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
-    policy = tolerance.for_provider(options, provider, prepared.output_names)
+    policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
     with timings.phase("sessions"):
@@ -80,7 +83,8 @@ def _compare(
     probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
     early = contracts.before_running(probe, info, axes)
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
-    failure = found.failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
+    failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
     where = localize.for_failure(probe, prepared, exported, options, axes, failure)
     report = ParityReport(
         passed=failure is None,
@@ -93,7 +97,7 @@ def _compare(
             *exported.warnings,
             *matched.warnings,
             *contracts.declared_output_dims(info, probe.shapes),
-            *probe.warnings(found.generated, options.examples, failure is None),
+            *context.warnings(probe, found.generated, options.examples, failure is None),
         ],
         versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,

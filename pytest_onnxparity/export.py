@@ -1,13 +1,14 @@
 """The one place that produces the ONNX file a check runs: an export, the user's file, or the model itself.
 
-:class:`ExportedModel` is what every later step reads; the session caches it by :func:`cache_key`.
+:class:`ExportedModel` is what every later step reads; :class:`ExportCache` keeps one export (and one build of
+each variant) per model per session, by :func:`cache_key`, and across sessions with ``--onnx-cache-dir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ class ExportedModel:
     seconds: float = 0.0
     #: The session's cache key of this export (None outside a session): what the model's provider items share.
     key: str | None = None
+    #: A variant built from the export (``variants.py``) and the export it was built from.
+    variant: str | None = None
+    base_path: str | None = None
 
     def report_fields(self) -> dict[str, Any]:
         """What the export contributes to the report, under its field names."""
@@ -40,6 +44,8 @@ class ExportedModel:
             "exporter": self.exporter,
             "opset": self.graph.opset,
             "export_notes": list(self.notes),
+            "variant": self.variant,
+            "onnx_size_bytes": graph.file_size(self.path),
         }
 
     @property
@@ -54,7 +60,9 @@ def export(
     """Export ``prepared`` into ``workdir`` (or take ``onnx_model=`` / the model's own file) and inspect it."""
     if options.onnx_model is not None:
         info = graph.inspect(options.onnx_model, user_file=True)
-        return ExportedModel(options.onnx_model, "user file (onnx_model=)", (), (), info, "user file")
+        variant = options.variant
+        exporter = "user file (onnx_model=" + (f", variant={variant!r})" if variant else ")")
+        return ExportedModel(options.onnx_model, exporter, (), (), info, "user file", variant=variant)
     start = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     result = prepared.export(workdir / "model.onnx", dynamic_axes, options)
@@ -97,7 +105,10 @@ def cache_key(
         return None
     if options.onnx_model is not None:
         file = Path(options.onnx_model)
-        return "file:" + hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+        if not file.is_file():
+            return None
+        # the same bytes judged as another variant (variant=) are another check of them
+        return f"file:{hashlib.sha256(file.read_bytes()).hexdigest()}:{options.variant or ''}"
     fingerprint = getattr(prepared, "fingerprint", None)
     weights = fingerprint() if fingerprint is not None else None
     if weights is None:
@@ -140,3 +151,103 @@ def _has_source(cls: type) -> bool:
         return inspect.getsourcefile(cls) is not None
     except TypeError:  # built-in classes
         return False
+
+
+class ExportCache:
+    """One export per model per session, keyed by the test, the model's fingerprint and the export options;
+    with ``--onnx-cache-dir``, also across sessions (written atomically; xdist workers may share it)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._exports: dict[str, ExportedModel] = {}
+        #: Exports actually run (neither reused nor read from the cache), by key: what the tests count.
+        self.exports_run: list[str] = []
+
+    def exporter(self, test: str, fresh: bool = False, variant: str | None = None) -> Callable[..., ExportedModel]:
+        """The export of a model (one per session), or the ``variant`` built from it (one per session too)."""
+        from .variants import build
+
+        base = self._base(test, fresh)
+
+        def get(
+            prepared: Any, axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
+        ) -> ExportedModel:
+            exported = base(prepared, axes, options, workdir)
+            if variant is None:
+                return exported
+            key = f"{exported.key}:{variant}" if exported.key is not None else None
+            hit = None if fresh or key is None else self._exports.get(key)
+            if hit is not None:
+                return dataclasses.replace(hit, origin="reused", seconds=0.0)
+            built = build(prepared, exported, variant, options, axes, workdir)
+            self.exports_run.append(key or f"{test}:{variant}")
+            if key is not None:
+                self._exports[key] = built
+            return built
+
+        return get
+
+    def _base(self, test: str, fresh: bool) -> Callable[..., ExportedModel]:
+        def get(
+            prepared: Any, axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
+        ) -> ExportedModel:
+            key = cache_key(test, prepared, axes, options)
+            hit = None if fresh or key is None else self._exports.get(key)
+            if hit is not None:
+                return dataclasses.replace(hit, origin="reused", seconds=0.0, key=key)
+            entry = None
+            if self.directory is not None:
+                stored = cache_key(test, prepared, axes, options, persistent=True)
+                entry = None if stored is None else self.directory / stored
+            exported = None if fresh or entry is None else _read_cached(entry)
+            if exported is None:
+                exported = export(prepared, axes, options, workdir)
+                self.exports_run.append(key or test)
+                if entry is not None:
+                    _write_cached(entry, exported)
+            exported = dataclasses.replace(exported, key=key)
+            if key is not None:
+                self._exports[key] = exported
+            return exported
+
+        return get
+
+
+def _read_cached(entry: Path) -> ExportedModel | None:
+    import json
+
+    meta = entry / "meta.json"
+    if not meta.is_file():
+        return None
+    recorded = json.loads(meta.read_text())
+    info = graph.inspect(entry / "model.onnx", user_file=False)
+    return ExportedModel(
+        str(entry / "model.onnx"),
+        recorded["exporter"],
+        tuple(recorded["notes"]),
+        tuple(recorded["warnings"]),
+        info,
+        "cached",
+    )
+
+
+def _write_cached(entry: Path, exported: ExportedModel) -> None:
+    """Write ``entry`` whole or not at all: a temporary directory beside it, renamed into place."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import onnx
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    onnx.save(onnx.load(exported.path), str(staging / "model.onnx"))  # one self-contained file
+    record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
+    (staging / "meta.json").write_text(json.dumps(record))
+    if (entry / "meta.json").is_file():  # a stale entry of ours (a fresh export replaces it)
+        shutil.rmtree(entry)
+    try:
+        os.replace(staging, entry)
+    except OSError:  # another xdist worker wrote the same entry first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,42 @@ class GraphInfo:
     #: Graph outputs that are indices (ArgMax, ArgMin, TopK): output -> (the values indexed, axis).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
+    def dims(self) -> dict[str, Dims]:
+        """Declared dims of every input and output, by graph name."""
+        return {**self.input_dims, **self.output_dims}
+
+    def by_model_names(
+        self, feed_names: Mapping[str, str], output_names: Sequence[str], by_graph_name: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``by_graph_name`` keyed by the model's names instead: inputs through ``feed_names`` (graph -> model),
+        outputs by position."""
+        names = {**{g: m for g, m in feed_names.items()}, **dict(zip(self.outputs, output_names))}
+        return {names[g]: value for g, value in by_graph_name.items() if g in names}
+
 
 def _dims(value: Any) -> Dims:
     return [
         d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
         for d in value.type.tensor_type.shape.dim
     ]
+
+
+def file_size(path: str | os.PathLike[str]) -> int | None:
+    """Bytes of a model on disk: the .onnx file and the external data files its tensors name."""
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+        files = {
+            entry.value
+            for tensor in model.graph.initializer
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+        folder = Path(path).parent
+        return os.path.getsize(path) + sum(os.path.getsize(folder / f) for f in files if (folder / f).is_file())
+    except Exception:  # a size is a figure for the table, never a reason to fail a check
+        return None
 
 
 def _dtype(value: Any) -> str:
@@ -42,8 +73,9 @@ def _dtype(value: Any) -> str:
     return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
 
 
-def inspect(path: str | os.PathLike[str], user_file: bool) -> GraphInfo:
-    """Check the model with ``onnx.checker`` and strict shape inference; read its interface.
+def inspect(path: str | os.PathLike[str], user_file: bool, validate: bool = True) -> GraphInfo:
+    """Check the model with ``onnx.checker`` and strict shape inference (unless not ``validate``, or the model
+    uses ops of another domain, such as the contrib ops ONNX Runtime's optimizer writes); read its interface.
 
     ``user_file`` words the errors for a file the user gave (``onnx_model=``) rather than one we exported.
     """
@@ -68,9 +100,12 @@ def inspect(path: str | os.PathLike[str], user_file: bool) -> GraphInfo:
             f"{origin} {shown!r} has no graph outputs; is it really an ONNX model (an empty or "
             "unrelated protobuf parses as an empty model)?"
         )
+    # ops of other domains (com.microsoft: what ONNX Runtime's optimizer writes) are known to their runtime only
+    standard = all(o.domain in ("", "ai.onnx", "ai.onnx.ml") for o in model.opset_import)
     try:
-        onnx.checker.check_model(os.fspath(file))
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        if validate and standard:
+            onnx.checker.check_model(os.fspath(file))
+            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
         raise OnnxParityError(converter_gap(exc) or f"{origin} {shown!r} is not a valid ONNX model: {exc}") from exc
     initializers = {init.name for init in model.graph.initializer}
@@ -110,13 +145,17 @@ def converter_gap(exc: BaseException) -> str | None:
     op = found.group(1)
     fixes = {
         "Erfc": "Keras's exact gelu: use keras.activations.gelu(x, approximate=True) or a tanh-approximate GELU",
-        "StatefulPartitionedCall": "a nested tf.function/Keras layer the converter could not inline",
+        "StatefulPartitionedCall": "a nested tf.function the converter could not inline (Keras 3 on TensorFlow "
+        "compiles a grouped Conv (groups > 1, e.g. ConvNeXt's depthwise Conv2D) into a nested jit_compile "
+        "tf.function on CPU: use keras.layers.DepthwiseConv2D for a depthwise convolution)",
         "PyFunc": "tf.numpy_function / tf.py_function runs Python code, which an ONNX graph cannot hold: express "
         "that computation with TensorFlow ops",
         "EagerPyFunc": "tf.py_function runs Python code, which an ONNX graph cannot hold: use TensorFlow ops",
     }
     hint = fixes.get(op, "rewrite that part of the model with ops the converter supports, or raise the opset")
+    node = re.search(r"Name: (\S+) OpType", str(exc))
+    where = f" at node {node.group(1)!r}" if node else ""
     return (
-        f"the converter has no ONNX conversion for the TensorFlow op {op!r}: it left the op in the graph, which no "
-        f"ONNX runtime can run. Known cause and fix: {hint}."
+        f"the converter has no ONNX conversion for the TensorFlow op {op!r}{where}: it left the op in the graph, "
+        f"which no ONNX runtime can run. Known cause and fix: {hint}."
     )

@@ -121,6 +121,11 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
     return recipes
 
 
+def is_walk(recipe: Recipe) -> bool:
+    """An edge case that walks one non-batch axis (``edge: seq=67``)."""
+    return recipe.label.startswith("edge: ") and "=" in recipe.label
+
+
 def recipe_strategy(
     specs: list[TensorSpec], options: CheckOptions, plan: Mapping[str, tuple[int, ...]]
 ) -> SearchStrategy[Recipe]:
@@ -138,7 +143,7 @@ def recipe_strategy(
         label=st.just("generated"),
         dims=st.tuples(*dim_strategies),
         pattern=st.sampled_from(FLOAT_PATTERNS),
-        scale=st.sampled_from(SCALES),
+        scale=st.sampled_from(options.input_scales or SCALES),
         seed=st.integers(0, 2**31 - 1),
     )
 
@@ -152,9 +157,16 @@ def elements(recipe: Recipe, specs: list[TensorSpec]) -> int:
 
 
 def materialize(
-    recipe: Recipe, specs: list[TensorSpec], example: Mapping[str, np.ndarray], mask_holes: bool = False
+    recipe: Recipe,
+    specs: list[TensorSpec],
+    example: Mapping[str, np.ndarray],
+    mask_holes: bool = False,
+    special: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Build the numpy inputs a recipe describes; the same recipe always gives the same arrays."""
+    """Build the numpy inputs a recipe describes; the same recipe always gives the same arrays.
+
+    ``special``: the model's ``pad`` / ``bos`` / ``eos`` token ids, placed as a tokenizer places them.
+    """
     import numpy as np
 
     if recipe.pattern == "example":
@@ -176,7 +188,42 @@ def materialize(
             keep = mask_values(rng, recipe.pattern, shape, mask_holes)
             arr = (~keep if spec.kind == "bool" else keep).astype(dtype)
         out[spec.name] = arr
+    _token_ids(out, specs, special or {}, recipe.pattern)
     return out
+
+
+def _token_ids(out: dict[str, np.ndarray], specs: list[TensorSpec], special: Mapping[str, int], pattern: str) -> None:
+    """Token ids as a tokenizer writes them: the model's pad id (else the range's low end) at positions a mask
+    marks as padding, its ``bos`` / ``eos`` ids first and last among each row's real tokens. (Random ids there
+    are read by models that pool at a token: CLIP's end-of-text, a classification token.) The range's own ends
+    move to real tokens."""
+    import numpy as np
+
+    masks = [s for s in specs if s.is_mask and len(s.shape) == 2]
+    for ids in (s for s in specs if s.kind == "int" and len(s.shape) >= 2):
+        values = out[ids.name]
+        low, high = int(ids.low or 0), int(ids.high or 1)
+        padded = np.zeros(values.shape[:2], bool)
+        for mask in masks:
+            same_axes = [ids.dynamic.get(a) for a in (0, 1)] == [mask.dynamic.get(a) for a in (0, 1)]
+            if same_axes and values.shape[:2] == out[mask.name].shape:
+                padded = out[mask.name].astype(bool) if mask.kind == "bool" else out[mask.name] == 0
+                break
+        if not padded.any() and not special.keys() & {"bos", "eos"}:
+            continue
+        values[padded] = special.get("pad", low)
+        tokens = values.reshape(*values.shape[:2], -1)
+        free = ~padded
+        for row in range(values.shape[0]):
+            real = np.flatnonzero(~padded[row])
+            for position, name in ((0, "bos"), (-1, "eos")):
+                if real.size and low <= special.get(name, -1) < high:
+                    tokens[row, real[position]] = special[name]
+                    free[row, real[position]] = False
+        spots = np.flatnonzero(free)
+        if spots.size and pattern not in ("zeros", "constant", "ones"):
+            flat = tokens.reshape(-1, tokens.shape[-1])
+            flat[spots[0]], flat[spots[-1]] = low, high - 1
 
 
 def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> Any:

@@ -23,14 +23,16 @@ from .runners.onnxruntime import OrtRunner
 
 if TYPE_CHECKING:
     from .adapters import PreparedModel
+    from .compare import FailingCase
     from .export import ExportedModel
-    from .probe import FailingCase, Probe
+    from .probe import Probe
     from .report import Failure
+    from .runners import Runner
     from .settings import CheckOptions
     from .tolerance import TolerancePolicy
 
 #: The failures worth localizing: a failing input that runs on both sides.
-LOCALIZED = ("values", "nonfinite", "shape", "provider-vs-cpu")
+LOCALIZED = ("values", "nonfinite", "shape", "provider-vs-cpu", "metrics")
 #: A module "diverges" when its output uses this many times its tolerance (rounding alone stays far below);
 #: failing that, the first one past its tolerance at all.
 CLEAR = 10.0
@@ -82,6 +84,20 @@ class Divergence:
         return out
 
 
+def cpu_verdict(
+    cpu: Runner, feed: dict[str, Any], reference: dict[str, Any], policy: TolerancePolicy, check_names: bool
+) -> str:
+    """ONNX Runtime's CPU provider on a provider's failing input: tells a conversion bug from a provider's."""
+    try:
+        verdict = compare(reference, cpu.infer(feed), policy, check_names)
+    except Exception as exc:
+        return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
+    worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
+    if verdict.passed:
+        return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
+    return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
+
+
 def for_failure(
     probe: Probe,
     prepared: PreparedModel,
@@ -100,6 +116,12 @@ def for_failure(
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
     with probe.timings.phase("localize"):
         try:
+            if exported.variant is not None and exported.base_path is not None:
+                from .departure import departure
+
+                intermediates = getattr(prepared, "intermediates", None)
+                records = intermediates(case.feed) if intermediates is not None else []
+                return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
             return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
         except Exception as exc:  # localizing must never replace the failure it explains
             return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])

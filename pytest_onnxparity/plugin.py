@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from . import providers, summary
+from . import providers
 from .errors import OnnxParityError, OnnxParityWarning
-from .session import ITEM_ENTRIES, ParitySession
+from .session import ITEM_ENTRIES, ParitySession, SessionHooks
 from .settings import SessionPolicy
 from .validate import VALIDATORS
 
@@ -63,6 +63,12 @@ _VALUED_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--onnx-artifacts", "onnx_parity_artifacts", str, "save each failing check's model and inputs/outputs here"),
     ("--onnx-cache-dir", "onnx_parity_cache_dir", str, "keep exports here across sessions (keyed by model and code)"),
     ("--onnx-benchmark-plot", "onnx_parity_benchmark_plot", str, "with --onnx-benchmark: write a latency PNG here"),
+    (
+        "--onnx-variants",
+        "onnx_parity_variants",
+        str,
+        "also check variants built from each export, one item each: optimized,simplified,fp16,int8-dynamic,int8-static",
+    ),
 )
 _FLAGS = (
     ("--onnx-require-providers", "onnx_parity_require_providers", "fail, not skip, when a provider is missing"),
@@ -126,7 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "onnx_parity(**options): options of the onnx_parity fixture for this test (atol, rtol, batch_sizes, "
         "axis_sizes, dynamic_axes, input_names, output_names, opset, examples, input_ranges, exporter, seed, "
-        "onnx_model, provider_tolerances, edge_cases, time_budget, ...); call kwargs override them.",
+        "onnx_model, provider_tolerances, edge_cases, time_budget, variants, variant_metrics, ...); call kwargs "
+        "override them.",
     )
     try:
         previous = providers.register([d for added in config.hook.pytest_onnxparity_providers() for d in added])
@@ -187,19 +194,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     session = metafunc.config.stash[SESSION]
     chosen = list(session.policy.providers)
-    values: list[tuple[str, Any]] = [(p, None) for p in chosen]
-    ids = list(chosen)
+    variants = session.collection_variants(metafunc.definition)
+    values: list[tuple[str, Any, str | None]] = [(p, None, v) for v in (None, *variants) for p in chosen]
+    ids = [f"{p}-{v}" if v else p for v in (None, *variants) for p in chosen]
     from .benchmark import cases, collection_batch_sizes
 
-    for case in cases(collection_batch_sizes(session, metafunc.definition), chosen):
-        values.append((chosen[0] if case.runtime == "framework" else case.runtime, case))
+    for case in cases(collection_batch_sizes(session, metafunc.definition), chosen, variants):
+        values.append((chosen[0] if case.runtime == "framework" else case.runtime, case, case.variant))
         ids.append(case.id)
-    metafunc.parametrize(("onnx_parity_provider", "_onnx_parity_benchmark"), values, ids=ids)
+    metafunc.parametrize(("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant"), values, ids=ids)
 
 
 @pytest.fixture
 def _onnx_parity_benchmark() -> Any:
     """The benchmark case of a generated benchmark item (None for parity items)."""
+    return None
+
+
+@pytest.fixture
+def _onnx_parity_variant() -> str | None:
+    """The variant a generated item checks (``test[cpu-int8-dynamic]``); None for the export itself."""
     return None
 
 
@@ -210,7 +224,12 @@ def onnx_parity_provider() -> str:
 
 
 @pytest.fixture
-def onnx_parity(request: pytest.FixtureRequest, onnx_parity_provider: str, _onnx_parity_benchmark: Any) -> Any:
+def onnx_parity(
+    request: pytest.FixtureRequest,
+    onnx_parity_provider: str,
+    _onnx_parity_benchmark: Any,
+    _onnx_parity_variant: str | None,
+) -> Any:
     """``onnx_parity(model, example_inputs, **options) -> ParityReport``; fails the test on any mismatch."""
     session = request.config.stash[SESSION]
     if getattr(request.function, "is_hypothesis_test", False):
@@ -223,7 +242,9 @@ def onnx_parity(request: pytest.FixtureRequest, onnx_parity_provider: str, _onnx
 
     def check(model: Any, example_inputs: Any, **options: Any) -> Any:
         __tracebackhide__ = True
-        return session.check(request, onnx_parity_provider, _onnx_parity_benchmark, model, example_inputs, options)
+        return session.check(
+            request, onnx_parity_provider, _onnx_parity_benchmark, model, example_inputs, options, _onnx_parity_variant
+        )
 
     return check
 
@@ -235,57 +256,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call" and item.stash.get(ITEM_ENTRIES, None):
         report.onnx_parity = item.stash[ITEM_ENTRIES]
     return report
-
-
-class SessionHooks:
-    """The per-session hooks: collect every check's entry (on the xdist controller too), print, write reports.
-
-    A failing writer says why in the terminal summary; it never hides the test results.
-    """
-
-    def __init__(self, config: pytest.Config, session: ParitySession) -> None:
-        self.config, self.session = config, session
-        self.problems: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        entries = getattr(report, "onnx_parity", None)
-        if entries and report.when == "call":
-            self.session.entries.extend(entries)
-
-    def pytest_sessionfinish(self) -> None:
-        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
-            return
-        plot_path, report_path = self.session.policy.benchmark_plot, self.session.policy.report
-        measurements = self.session.measurements()
-        if plot_path is not None and measurements:
-            from .benchmark import plot
-
-            self._guarded("--onnx-benchmark-plot", lambda: plot(measurements, plot_path))
-        if report_path is not None:
-            self._guarded("--onnx-report", lambda: summary.write_json(report_path, self.session.entries))
-
-    def _guarded(self, what: str, write: Callable[[], None]) -> None:
-        try:
-            write()
-        except Exception as exc:  # the results stand; the summary says what could not be written
-            self.problems.append(f"{what}: could not write: {type(exc).__name__}: {exc}")
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if hasattr(self.config, "workerinput"):
-            return
-        if self.session.entries:
-            terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
-            for line in summary.summary_lines(self.session.entries):
-                terminalreporter.write_line(line)
-            if self.config.get_verbosity() > 0:
-                terminalreporter.write_sep("-", "where the time went (seconds per phase)")
-                for line in summary.timing_lines(self.session.entries):
-                    terminalreporter.write_line(line)
-        if self.session.measurements():
-            from .benchmark import summary_lines as benchmark_lines
-
-            terminalreporter.write_sep("=", "ONNX latency (median; speedup over the framework)")
-            for line in benchmark_lines(self.session.measurements()):
-                terminalreporter.write_line(line)
-        for problem in self.problems:
-            terminalreporter.write_line(f"onnx_parity: {problem}", red=True)

@@ -10,11 +10,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import context, inputs
-from .compare import OutputContext, OutputFigures, Verdict, compare
+from . import context, inputs, localize
+from .agreement import Agreement
+from .compare import FailingCase, OutputContext, Verdict, compare
+from .departure import Fp16Scan
 from .errors import ModelRejected
+from .figures import OutputFigures
 from .report import Failure
-from .runners.onnxruntime import ignored_settings
 from .spec import Recipe
 from .timing import Timings
 
@@ -35,16 +37,6 @@ NOISE_WORTH_IT = 0.5
 
 
 @dataclasses.dataclass
-class FailingCase:
-    """A failing input set kept in memory for artifacts: the inputs and the reference's outputs."""
-
-    feed: dict[str, np.ndarray]
-    reference: dict[str, np.ndarray] | None
-    #: What the comparison knew per output (the reference's noise, padding), so replay judges the same way.
-    context: dict[str, OutputContext] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
 class Probe:
     """Compares ``target`` (and, for providers other than CPU, ``cpu``) with ``reference`` on one recipe at a time."""
 
@@ -59,6 +51,10 @@ class Probe:
     interface: str = ""
     mask_holes: bool = False
     include_padding: bool = False
+    #: The model's pad / bos / eos token ids (placed as a tokenizer places them), where it has them.
+    special_ids: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: The graph's declared dims, by the model's input and output names (which outputs carry a mask's axes).
+    declared: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     #: Index outputs (by the reference's names): (the graph value they index, axis), and a factory of a
     #: runner that also returns those values (made on the first index mismatch: ties are rare).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
@@ -77,6 +73,10 @@ class Probe:
     cases: dict[Recipe, FailingCase] = dataclasses.field(default_factory=dict)
     #: Every shape each reference output took (held against the graph's declared output dims).
     shapes: dict[str, set[tuple[int, ...]]] = dataclasses.field(default_factory=dict)
+    #: Top-k agreement of a variant judged by metrics, pooled over input sets.
+    agreement: Agreement = dataclasses.field(default_factory=Agreement)
+    #: An fp16 variant's float16 intermediate values against the export's, on every input set.
+    fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
 
     @classmethod
     def for_check(
@@ -97,11 +97,7 @@ class Probe:
         from .runners.onnxruntime import OrtRunner
 
         info = exported.graph
-        sources = {
-            ref: info.index_sources[graph]
-            for ref, graph in zip(prepared.output_names, info.outputs)
-            if graph in info.index_sources
-        }
+        sources = info.by_model_names(target.feed_names, prepared.output_names, info.index_sources)
 
         def index_runner() -> Runner:
             values = [data for data, _ in sources.values()]
@@ -119,19 +115,24 @@ class Probe:
             check_names=prepared.output_names_meaningful or exported.names_are_ours,
             interface=f"Dynamic axes checked: {dict(axes)}; the ONNX graph declares input dims {info.input_dims}.",
             mask_holes=options.mask_holes,
+            special_ids=getattr(prepared, "special_ids", {}),
+            declared=info.by_model_names(target.feed_names, prepared.output_names, info.dims()),
             include_padding=options.include_padding,
             index_sources=sources,
             index_runner=index_runner if sources else None,
             timings=timings,
             memo=memo if exported.key else None,
             memo_scope=(exported.key, device, options.mask_holes),
+            fp16_scan=Fp16Scan(exported, target.feed_names)
+            if exported.variant == "fp16" and exported.base_path
+            else None,
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
         """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
         timings = self.timings
         with timings.phase("inputs"):
-            feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes)
+            feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
         try:
             with timings.phase("reference"):
                 reference = self._reference(recipe, feed)
@@ -154,7 +155,7 @@ class Probe:
             known = self._context(feed, reference)
             verdict = compare(reference, got, self.policy, self.check_names, known)
         close = max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
-        if (close or verdict.kind == "values") and self.policy.noise_factor:
+        if (close or verdict.kind == "values") and self.policy.noise_factor and not self.policy.judged_by_metrics:
             # Only near the fixed tolerance is the reference's own rounding error worth two extra runs.
             with timings.phase("reference noise"):
                 for name, level in context.noise(self.reference, feed, reference, self.specs, recipe.seed).items():
@@ -165,10 +166,14 @@ class Probe:
             if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
                 verdict = self._with_ties(feed, reference, got, known)
             _fold(self.figures, verdict)
+            self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
             self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
         if not verdict.passed:
             kind = verdict.kind or "values"
             return self._failure(recipe, feed, reference, kind, verdict.problem or "", verdict, known)
+        overflow = self.fp16_scan(feed) if self.fp16_scan is not None else None
+        if overflow is not None:
+            return self._failure(recipe, feed, reference, "nonfinite", overflow, verdict, known)
         if self.cpu is None:
             return None
         # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
@@ -191,7 +196,7 @@ class Probe:
         return self.memo.get((*self.memo_scope, recipe), lambda: self.reference.infer(feed))
 
     def _context(self, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, OutputContext]:
-        pads = {} if self.include_padding else context.padding(feed, self.specs, reference)
+        pads = {} if self.include_padding else context.padding(feed, self.specs, reference, self.declared)
         return {name: OutputContext(exclude=pads.get(name)) for name in reference}
 
     def _with_ties(
@@ -223,37 +228,6 @@ class Probe:
         """The inputs and reference outputs of the input set a failure was found on."""
         return self.cases.get(Recipe.from_dict(failure.recipe)) if failure and failure.recipe else None
 
-    def warnings(self, generated: int, asked: int, passed: bool) -> list[str]:
-        """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
-        out = []
-        if self.reference.name == self.target.name:
-            out.append(
-                "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
-                "shows the graph runs across the inputs, not that its numerics are right (use a provider "
-                "other than cpu)"
-            )
-        if self.rejected:
-            recipe, why = next(iter(self.rejected.items()))
-            out.append(
-                f"the {self.reference.name} model raised on {len(self.rejected)} generated input set(s), which "
-                f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
-                "dynamic_axes or batch_sizes"
-            )
-        if passed and asked and generated < asked:
-            why = (
-                f"{len(self.rejected)} were rejected by the model" if self.rejected else "time budget or a small space"
-            )
-            out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
-        placement = getattr(self.target, "placement", None)
-        if placement is not None and placement.fallback_ops:
-            out.append(
-                f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
-                + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
-            )
-        log = getattr(self.target, "log", [])
-        out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
-        return out + self.dependence.warnings()
-
     def _failure(
         self,
         recipe: Recipe,
@@ -265,33 +239,23 @@ class Probe:
         known: dict[str, OutputContext] | None = None,
     ) -> Failure:
         self.cases[recipe] = FailingCase(feed, reference, known or {})
-        failure = Failure(
-            kind, message, recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()}
-        )
+        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), _shapes(feed))
         if verdict is not None:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
         if self.cpu is not None and kind != "provider-vs-cpu":
-            failure.cpu_verdict = self._cpu_verdict(feed, reference)
+            failure.cpu_verdict = localize.cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
         return failure
-
-    def _cpu_verdict(self, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> str:
-        """ONNX Runtime's CPU provider on the failing input: tells a conversion bug from a provider's."""
-        assert self.cpu is not None
-        try:
-            verdict = compare(reference, self.cpu.infer(feed), self.policy, self.check_names)
-        except Exception as exc:
-            return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
-        worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
-        if verdict.passed:
-            return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
-        return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
 
 
 def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
     infer_isolated = getattr(runner, "infer_isolated", None)
     return infer_isolated(feed) if isolated and infer_isolated is not None else runner.infer(feed)
+
+
+def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in feed.items()}
 
 
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:

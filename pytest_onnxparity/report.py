@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .compare import OutputFigures
+from .figures import OutputFigures
 
 
 @dataclasses.dataclass
@@ -71,6 +71,9 @@ class ParityReport:
     first_divergence: dict[str, Any] | None = None
     #: Per dynamic axis: sizes planned and checked, the largest reached, sizes skipped and why.
     reach: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The variant checked (optimized, simplified, fp16, int8-dynamic, int8-static), None for the export itself.
+    variant: str | None = None
+    onnx_size_bytes: int | None = None
     repro: str = ""
     artifacts: str | None = None
 
@@ -92,11 +95,11 @@ class ParityReport:
     def lines(self) -> list[str]:
         """Top-down: what failed, how much, where, on which input, how to reproduce."""
         head = "ONNX parity PASSED" if self.passed else "ONNX parity FAILED"
-        lines = [
-            f"{head} on {self.provider} ({self.examples} input set(s) checked; exporter: {self.exporter or 'n/a'})"
-        ]
+        on = self.provider + (f", {self.variant} variant" if self.variant else "")
+        lines = [f"{head} on {on} ({self.examples} input set(s) checked; exporter: {self.exporter or 'n/a'})"]
         if self.onnx_path:
-            lines.append(f"  ONNX model: {self.onnx_path}")
+            size = f" ({self.onnx_size_bytes / 1e6:.2f} MB)" if self.onnx_size_bytes else ""
+            lines.append(f"  ONNX model: {self.onnx_path}{size}")
         if self.failure is not None:
             failure = _failure_lines(self.failure)
             lines += failure[:1] + (_divergence_lines(self.first_divergence) if self.first_divergence else [])
@@ -105,7 +108,8 @@ class ParityReport:
             for out in self.outputs:
                 lines.append(
                     f"  output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, max rel diff {out.max_rel_diff:.3g}, "
-                    f"{out.tolerance_used:.1%} of tolerance used (atol {out.atol:g}, rtol {out.rtol:g})"
+                    + _allowance(out)
+                    + _metrics_text(out)
                 )
         for out in self.versus_cpu:
             lines.append(
@@ -151,7 +155,7 @@ def _failure_lines(failure: Failure) -> list[str]:
         lines.append(
             f"  output {fig.name!r}: {fig.mismatched} of {fig.total} elements differ; max abs diff "
             f"{fig.max_abs_diff:.3g}, mean abs diff {fig.mean_abs_diff:.3g}, max rel diff {fig.max_rel_diff:.3g}, "
-            f"mean rel diff {fig.mean_rel_diff:.3g} (atol {fig.atol:g}, rtol {fig.rtol:g})"
+            f"mean rel diff {fig.mean_rel_diff:.3g} (atol {fig.atol:g}, rtol {fig.rtol:g})" + _metrics_text(fig)
         )
     if failure.worst:
         lines.append("  worst elements:")
@@ -162,6 +166,21 @@ def _failure_lines(failure: Failure) -> list[str]:
                 f"{row['onnx']:>14.7g} {row['abs_diff']:>11.4g} {row['allowed']:>11.4g}"
             )
     return lines
+
+
+def _allowance(figures: OutputFigures) -> str:
+    """``12.0% of tolerance used (atol 1e-06, rtol 1e-05)``, or of the metric thresholds that judge it."""
+    if figures.limits:
+        held = ", ".join(f"{k} >= {v:g}" for k, v in figures.limits.items())
+        return f"{figures.tolerance_used:.1%} of the metric thresholds used ({held})"
+    return f"{figures.tolerance_used:.1%} of tolerance used (atol {figures.atol:g}, rtol {figures.rtol:g})"
+
+
+def _metrics_text(figures: OutputFigures) -> str:
+    """``; cosine 0.99987, SNR 38.1 dB, top-1 1.000`` for a variant's output (every metric, whatever decides)."""
+    from .metrics import text
+
+    return f"; {text(figures.metrics)}" if figures.metrics else ""
 
 
 def reach_text(reach: dict[str, dict[str, Any]]) -> str:

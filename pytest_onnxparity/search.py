@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from . import inputs
 from .errors import OnnxParityUsageError
 from .settings import MAX_ELEMENTS
+from .spec import Recipe
 
 if TYPE_CHECKING:
     from .probe import Probe
     from .report import Failure
     from .settings import CheckOptions
-    from .spec import Recipe
 
 #: Once a failure is found, hypothesis shrinks it for at most this long.
 SHRINK_SECONDS = 10.0
@@ -75,9 +75,38 @@ def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, .
         failure = probe(recipe)
         if failure is not None:
             return SearchResult(failure, 0, skipped)
+    failure = _towards_limits(probe, deadline)
+    if failure is not None:
+        return SearchResult(failure, 0, skipped)
     before = len(probe.checked)
     failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
     return SearchResult(failure, len(probe.checked) - before, skipped)
+
+
+#: How many sizes are tried between the largest accepted and the smallest rejected size of a walked axis.
+LIMIT_STEPS = 4
+
+
+def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
+    """Where the model rejects the top of an axis walk (its real limit is below the one planned, e.g. a position
+    table with an offset), bisect towards that limit so the sizes just below it are checked too."""
+    walks = [r for r in probe.rejected if inputs.is_walk(r)]
+    for dim in dict.fromkeys(r.label.removeprefix("edge: ").split("=")[0] for r in walks):
+        template = min((r for r in walks if r.label.startswith(f"edge: {dim}=")), key=lambda r: r.dims_dict()[dim])
+        high = template.dims_dict()[dim]
+        accepted = [r.dims_dict()[dim] for r in probe.checked if r.dims_dict().get(dim, high) < high]
+        low = max(accepted, default=high)
+        for _ in range(LIMIT_STEPS):
+            if high - low <= 1 or time.monotonic() > deadline:
+                break
+            middle = (low + high) // 2
+            sized = tuple((d, middle if d == dim else n) for d, n in template.dims)
+            step = Recipe(f"edge: {dim}={middle}", sized, template.pattern, template.scale, template.seed)
+            failure = probe(step)
+            if failure is not None:
+                return failure
+            low, high = (low, middle) if step in probe.rejected else (middle, high)
+    return None
 
 
 def _explore(

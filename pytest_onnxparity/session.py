@@ -6,12 +6,11 @@ artifacts and records each check for the summary, the JSON report and JUnit. The
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -21,7 +20,6 @@ from .settings import CheckOptions, SessionPolicy, marker_options, resolve
 
 if TYPE_CHECKING:
     from .engine import CheckResult
-    from .export import ExportedModel
     from .report import ParityReport
 
 #: The parity entries of one test item (shipped to the xdist controller on its call report).
@@ -34,96 +32,19 @@ def model_key(node: Any) -> str:
     """The test without the plugin's own parameters: the same key for its provider and benchmark items."""
     params = getattr(getattr(node, "callspec", None), "params", {})
     rest = ",".join(
-        f"{k}={v!r}" for k, v in sorted(params.items()) if k not in ("onnx_parity_provider", "_onnx_parity_benchmark")
+        f"{k}={v!r}"
+        for k, v in sorted(params.items())
+        if k not in ("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant")
     )
     base = node.nodeid.split("[")[0]
     return f"{base}[{rest}]" if rest else base
 
 
-class ExportCache:
-    """One export per model per session, keyed by the test, the model's fingerprint and the export options;
-    with ``--onnx-cache-dir``, also across sessions (written atomically; xdist workers may share it)."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory
-        self._exports: dict[str, ExportedModel] = {}
-        #: Exports actually run (neither reused nor read from the cache), by key: what the tests count.
-        self.exports_run: list[str] = []
-
-    def exporter(self, test: str, fresh: bool = False) -> Callable[..., ExportedModel]:
-        from .export import cache_key, export
-
-        def get(
-            prepared: Any, axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
-        ) -> ExportedModel:
-            key = cache_key(test, prepared, axes, options)
-            hit = None if fresh or key is None else self._exports.get(key)
-            if hit is not None:
-                return dataclasses.replace(hit, origin="reused", seconds=0.0, key=key)
-            entry = None
-            if self.directory is not None:
-                stored = cache_key(test, prepared, axes, options, persistent=True)
-                entry = None if stored is None else self.directory / stored
-            exported = None if fresh or entry is None else _read_cached(entry)
-            if exported is None:
-                exported = export(prepared, axes, options, workdir)
-                self.exports_run.append(key or test)
-                if entry is not None:
-                    _write_cached(entry, exported)
-            exported = dataclasses.replace(exported, key=key)
-            if key is not None:
-                self._exports[key] = exported
-            return exported
-
-        return get
-
-
-def _read_cached(entry: Path) -> ExportedModel | None:
-    import json
-
-    from . import graph
-    from .export import ExportedModel
-
-    meta = entry / "meta.json"
-    if not meta.is_file():
-        return None
-    recorded = json.loads(meta.read_text())
-    info = graph.inspect(entry / "model.onnx", user_file=False)
-    return ExportedModel(
-        str(entry / "model.onnx"),
-        recorded["exporter"],
-        tuple(recorded["notes"]),
-        tuple(recorded["warnings"]),
-        info,
-        "cached",
-    )
-
-
-def _write_cached(entry: Path, exported: ExportedModel) -> None:
-    """Write ``entry`` whole or not at all: a temporary directory beside it, renamed into place."""
-    import json
-    import os
-    import shutil
-    import tempfile
-
-    import onnx
-
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    onnx.save(onnx.load(exported.path), str(staging / "model.onnx"))  # one self-contained file
-    record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
-    (staging / "meta.json").write_text(json.dumps(record))
-    if (entry / "meta.json").is_file():  # a stale entry of ours (a fresh export replaces it)
-        shutil.rmtree(entry)
-    try:
-        os.replace(staging, entry)
-    except OSError:  # another xdist worker wrote the same entry first: keep theirs
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 class ParitySession:
     def __init__(self, config: pytest.Config, policy: SessionPolicy, defaults: Mapping[str, Any]) -> None:
         self.config, self.policy, self.defaults = config, policy, dict(defaults)
+        from .export import ExportCache
+
         self.exports = ExportCache(policy.cache_dir)
         from .runners import ReferenceMemo
 
@@ -142,16 +63,20 @@ class ParitySession:
     def measurements(self) -> list[Any]:
         return self.benchmark.measurements if self.benchmark is not None else []
 
-    def run(self, prepared: Any, options: CheckOptions, provider: str, workdir: Path, node: Any) -> CheckResult:
-        """The engine through the export cache; a failure on a reused export is re-checked on a fresh one."""
+    def run(
+        self, prepared: Any, options: CheckOptions, provider: str, workdir: Path, node: Any, variant: str | None = None
+    ) -> CheckResult:
+        """The engine through the export cache (``variant``: built from the export); a failure on a reused export
+        is re-checked on a fresh one."""
         from .engine import run
 
         test = model_key(node)
-        result = run(prepared, options, provider, workdir, node.nodeid, self.exports.exporter(test), self.references)
+        exporter = self.exports.exporter(test, variant=variant)
+        result = run(prepared, options, provider, workdir, node.nodeid, exporter, self.references)
         if not result.report.passed and result.exported.origin in ("reused", "cached"):
             # A graph from earlier is never trusted on its own: the verdict is the fresh export's.
             earlier = result.exported
-            fresh = self.exports.exporter(test, fresh=True)
+            fresh = self.exports.exporter(test, fresh=True, variant=variant)
             result = run(prepared, options, provider, workdir, node.nodeid, fresh, self.references)
             if result.report.passed:
                 result.report.warnings.append(
@@ -168,43 +93,53 @@ class ParitySession:
         model: Any,
         example: Any,
         call: Mapping[str, Any],
+        variant: str | None = None,
     ) -> ParityReport:
-        """The fixture's body: run one check and apply the session's policy to it."""
-        __tracebackhide__ = True
-        from .runners.onnxruntime import ProviderUnavailable
+        """The fixture's body: run one check and apply the session's policy to it.
 
+        ``variant`` is the item's (``test[cpu-int8-dynamic]``); variants named on the call only (not collected as
+        items) are checked after the export's own check, in this item.
+        """
+        __tracebackhide__ = True
         node = request.node
-        entries = node.stash.setdefault(ITEM_ENTRIES, [])
+        node.stash.setdefault(ITEM_ENTRIES, [])
         index = node.stash[ITEM_CALLS] = node.stash.get(ITEM_CALLS, -1) + 1
-        try:
+        with self._recorded(node, provider):
             from .engine import prepare
+            from .variants import to_build
 
             options = self.options(node, call)
+            builds = [variant or to_build(options)]
+            if variant is None and bench_case is None:
+                builds += [v for v in options.variants if v not in self.collection_variants(node)]
             workdir = request.getfixturevalue("tmp_path_factory").mktemp(f"onnx_parity_{index}", numbered=True)
             extra = [adapter for added in self.config.hook.pytest_onnxparity_adapters() for adapter in added]
             prepared = prepare(model, example, options, extra)
-            try:
+        try:
+            with self._recorded(node, provider):
                 if bench_case is not None and index == 0:
                     from . import benchmark
 
                     return benchmark.run(self, request, prepared, options, provider, bench_case, workdir)
-                result = self.run(prepared, options, provider, workdir, node)
-            finally:
-                prepared.close()
-        except ProviderUnavailable as exc:
-            entries.append(summary.error_entry(node.nodeid, provider, str(exc), "skipped"))
-            if self.policy.require_providers:
-                pytest.fail(
-                    f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
-                )
-            pytest.skip(f"onnx_parity: {exc}")
-        except OnnxParityError as exc:
-            entries.append(summary.error_entry(node.nodeid, provider, str(exc)))
-            raise type(exc)(f"onnx_parity: {exc}") from None
-        except Exception as exc:
-            entries.append(summary.error_entry(node.nodeid, provider, f"{type(exc).__name__}: {exc}"))
-            raise
-        return self.decide(request, index, options, result)
+                result = self.run(prepared, options, provider, workdir, node, builds[0])
+            report = self.decide(request, index, options, result)
+            for build in builds[1:]:
+                with self._recorded(node, provider):
+                    result = self.run(prepared, options, provider, workdir, node, build)
+                self.decide(request, index, options, result)
+            return report
+        finally:
+            prepared.close()
+
+    def collection_variants(self, node: Any) -> tuple[str, ...]:
+        """The variants this test is parametrized with (marker > command line > ini; call kwargs come too late)."""
+        try:
+            return self.options(node, {}).variants
+        except OnnxParityError:
+            return ()  # the test fails with the message when it runs
+
+    def _recorded(self, node: Any, provider: str) -> _Recorded:
+        return _Recorded(self, node, provider)
 
     def _save_artifacts(self, nodeid: str, index: int, result: CheckResult) -> None:
         """Repro artifacts of a failing check; a write that fails is a warning, never a replacement for the failure."""
@@ -233,8 +168,8 @@ class ParitySession:
             if self.policy.artifacts is not None and result.case is not None:
                 self._save_artifacts(node.nodeid, index, result)
         elif index == 0 and self.benchmark is not None:
-            self.benchmark.parity[(model_key(node), report.provider)] = (result.exported.path, report)
-        node.stash[ITEM_ENTRIES].append(summary.plain(report.to_dict()))
+            self.benchmark.parity[(model_key(node), report.provider, report.variant)] = (result.exported.path, report)
+        node.stash[ITEM_ENTRIES].append(summary.plain({**report.to_dict(), "model": model_key(node)}))
         node.user_properties.extend(summary.junit_properties(index, report))
         if not report.passed:
             raise ParityMismatch(report) from None
@@ -246,3 +181,95 @@ class ParitySession:
         for text in report.warnings:
             warnings.warn(OnnxParityWarning(f"{node.nodeid} [{report.provider}]: {text}"), stacklevel=4)
         return report
+
+
+class _Recorded:
+    """Around a step of a check: an end without a report is recorded, then a skip (a missing provider or tool)
+    or raised with the plugin's prefix. (A class, not a generator: its frame hides from the traceback.)"""
+
+    def __init__(self, session: ParitySession, node: Any, provider: str) -> None:
+        self.session, self.node, self.provider = session, node, provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        __tracebackhide__ = True
+        from .runners.onnxruntime import ProviderUnavailable
+        from .variants import VariantUnavailable
+
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, ParityMismatch):
+            return False
+        entries, nodeid, provider = self.node.stash[ITEM_ENTRIES], self.node.nodeid, self.provider
+        if isinstance(exc, (ProviderUnavailable, VariantUnavailable)):
+            entries.append(summary.error_entry(nodeid, provider, str(exc), "skipped"))
+            if self.session.policy.require_providers and isinstance(exc, ProviderUnavailable):
+                pytest.fail(
+                    f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
+                )
+            pytest.skip(f"onnx_parity: {exc}")
+        if isinstance(exc, OnnxParityError):
+            entries.append(summary.error_entry(nodeid, provider, str(exc)))
+            raise type(exc)(f"onnx_parity: {exc}") from None
+        entries.append(summary.error_entry(nodeid, provider, f"{type(exc).__name__}: {exc}"))
+        return False
+
+
+class SessionHooks:
+    """The per-session hooks: collect every check's entry (on the xdist controller too), print, write reports.
+
+    A failing writer says why in the terminal summary; it never hides the test results.
+    """
+
+    def __init__(self, config: pytest.Config, session: ParitySession) -> None:
+        self.config, self.session = config, session
+        self.problems: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entries = getattr(report, "onnx_parity", None)
+        if entries and report.when == "call":
+            self.session.entries.extend(entries)
+
+    def pytest_sessionfinish(self) -> None:
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return
+        plot_path, report_path = self.session.policy.benchmark_plot, self.session.policy.report
+        measurements = self.session.measurements()
+        variants = summary.variant_rows(self.session.entries, measurements)
+        if plot_path is not None and measurements:
+            from .benchmark import plot
+
+            self._guarded("--onnx-benchmark-plot", lambda: plot(measurements, plot_path, variants))
+        if report_path is not None:
+            self._guarded("--onnx-report", lambda: summary.write_json(report_path, self.session.entries, variants))
+
+    def _guarded(self, what: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except Exception as exc:  # the results stand; the summary says what could not be written
+            self.problems.append(f"{what}: could not write: {type(exc).__name__}: {exc}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        if self.session.entries:
+            terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
+            for line in summary.summary_lines(self.session.entries):
+                terminalreporter.write_line(line)
+            if self.config.get_verbosity() > 0:
+                terminalreporter.write_sep("-", "where the time went (seconds per phase)")
+                for line in summary.timing_lines(self.session.entries):
+                    terminalreporter.write_line(line)
+        variants = summary.variant_rows(self.session.entries, self.session.measurements())
+        if variants:
+            terminalreporter.write_sep("=", "ONNX variants (size, median latency, worst metric over outputs, verdict)")
+            for line in summary.variant_lines(variants):
+                terminalreporter.write_line(line)
+        if self.session.measurements():
+            from .benchmark import summary_lines as benchmark_lines
+
+            terminalreporter.write_sep("=", "ONNX latency (median; speedup over the framework)")
+            for line in benchmark_lines(self.session.measurements()):
+                terminalreporter.write_line(line)
+        for problem in self.problems:
+            terminalreporter.write_line(f"onnx_parity: {problem}", red=True)

@@ -57,6 +57,14 @@ class CheckOptions:
     localize_budget: float = 30.0
     benchmark: bool = False
     benchmark_batch_sizes: tuple[int, ...] | None = None
+    #: Variants built from the export and checked as items of their own (``test[cpu-int8-dynamic]``).
+    variants: tuple[str, ...] = ()
+    #: What ``onnx_model=`` is (a user's own fp16 / int8 / optimized file): the metric it is judged by.
+    variant: str | None = None
+    #: Thresholds by variant: ``{"int8-dynamic": {"cosine": 0.999, "logits": {"top1": 0.99}}}``.
+    variant_metrics: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Input magnitudes generated (None: all of ``spec.SCALES``); a variant narrows them, never the user.
+    input_scales: tuple[float, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

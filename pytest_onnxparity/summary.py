@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,13 +88,16 @@ def _reach(entry: dict[str, Any]) -> str:
 
 
 def _row(entry: dict[str, Any]) -> tuple[str, ...]:
-    head = (str(entry.get("nodeid", "?")), str(entry.get("provider", "?")))
+    head = (
+        str(entry.get("nodeid", "?")),
+        str(entry.get("provider", "?")) + (f" {entry['variant']}" if entry.get("variant") else ""),
+    )
     if "error" in entry:
         return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR")
     outputs = entry.get("outputs") or []
     worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
     failure = entry.get("failure") or {}
-    value_failure = failure.get("kind") in (None, "values", "nonfinite", "provider-vs-cpu")
+    value_failure = failure.get("kind") in (None, "values", "nonfinite", "provider-vs-cpu", "metrics")
     status = "PASS" if entry.get("passed") else f"FAIL ({failure.get('kind', '?')})"
     if entry.get("passed") and worst is not None:
         status += f" {_number(worst['tolerance_used'], '.0%')}"
@@ -104,7 +108,7 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
         str(entry.get("examples", "-")),
         str(worst["name"]),
         _number(worst["max_abs_diff"], ".2e"),
-        f"{_number(worst['atol'], 'g')}/{_number(worst['rtol'], 'g')}",
+        "metrics" if worst.get("limits") else f"{_number(worst['atol'], 'g')}/{_number(worst['rtol'], 'g')}",
         _reach(entry),
         status,
     )
@@ -117,6 +121,67 @@ def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def variant_rows(entries: list[dict[str, Any]], measurements: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The variant table: per model that has variants, one row per check (the export itself, then each variant):
+    file size, median latency per batch size (benchmark items, when run), the worst of each metric over its
+    outputs, the margin and the verdict."""
+    models = {e.get("model") for e in entries if e.get("variant")}
+    rows = []
+    for entry in entries:
+        if entry.get("model") not in models:
+            continue
+        label = str(entry.get("provider", "?")) + (f"-{entry['variant']}" if entry.get("variant") else "")
+        latency = {
+            m.batch_size: round(m.median_s * 1e3, 4)
+            for m in measurements
+            if m.model == entry.get("model") and m.runtime == label and m.median_s
+        }
+        worst: dict[str, float] = {}
+        for output in entry.get("outputs") or []:
+            for name, value in (output.get("metrics") or {}).items():
+                worst[name] = min(worst.get(name, math.inf), _float(value))
+        failure = entry.get("failure") or {}
+        rows.append(
+            {
+                "model": entry.get("model"),
+                "provider": entry.get("provider"),
+                "variant": entry.get("variant") or "export",
+                "size_bytes": entry.get("onnx_size_bytes"),
+                "latency_ms": latency,
+                "metrics": worst,
+                "margin": _margin(entry) if "error" not in entry else None,
+                "verdict": "ERROR"
+                if "error" in entry
+                else "PASS"
+                if entry.get("passed")
+                else f"FAIL ({failure.get('kind')})",
+            }
+        )
+    return rows
+
+
+def variant_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The variant table as text, one model after the other."""
+    batches = sorted({b for r in rows for b in r["latency_ms"]})
+    header = ("model", "provider", "variant", "size MB", *[f"ms b{b}" for b in batches], "cosine", "SNR dB", "top-1")
+    header = (*header, "top-5", "margin", "verdict")
+    table = []
+    for r in rows:
+        size = _number((r["size_bytes"] or 0) / 1e6, ".3f") if r["size_bytes"] else "-"
+        metrics = [
+            _number(r["metrics"][k], spec) if k in r["metrics"] else "-"
+            for k, spec in (("cosine", ".5f"), ("snr_db", ".1f"), ("top1", ".3f"), ("top5", ".3f"))
+        ]
+        latency = [_number(r["latency_ms"][b], ".3f") if b in r["latency_ms"] else "-" for b in batches]
+        margin = _number(r["margin"], ".0%") if r["margin"] is not None and math.isfinite(r["margin"]) else "-"
+        table.append(
+            (str(r["model"]), str(r["provider"]), r["variant"], size, *latency, *metrics, margin, r["verdict"])
+        )
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header).rstrip()] + [fmt.format(*row).rstrip() for row in table]
 
 
 def timing_lines(entries: list[dict[str, Any]]) -> list[str]:
@@ -132,9 +197,10 @@ def timing_lines(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_json(path: Path, entries: list[dict[str, Any]]) -> None:
+def write_json(path: Path, entries: list[dict[str, Any]], variants: Sequence[dict[str, Any]] = ()) -> None:
     """The JSON report, written atomically (a temporary file in the same directory, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 2, "checks": entries}, indent=2, allow_nan=False))
+    document = {"version": 3, "checks": entries, "variants": plain({"rows": list(variants)})["rows"]}
+    tmp.write_text(json.dumps(document, indent=2, allow_nan=False))
     os.replace(tmp, path)

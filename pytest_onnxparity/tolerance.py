@@ -42,6 +42,23 @@ class TolerancePolicy:
     reason: str = ""
     #: How many times the reference's own rounding error is tolerated (0: the fixed tolerance alone).
     noise_factor: float = 10.0
+    #: The variant checked (``variants.py``), and the user's ``variant_metrics``: a variant's report shows the
+    #: metrics of ``metrics.py``; one with thresholds (int8) is judged by them instead of element by element.
+    variant: str | None = None
+    variant_metrics: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def judged_by_metrics(self) -> bool:
+        """The variant's float outputs are judged by metric thresholds (int8), not element by element."""
+        from . import metrics
+
+        return bool(metrics.thresholds(self.variant, "", self.variant_metrics))
+
+    def limits(self, name: str, dtype_name: str) -> dict[str, float]:
+        """The metric thresholds output ``name`` is judged by ({}: the element-wise rule judges it)."""
+        from . import metrics
+
+        return metrics.thresholds(self.variant, name, self.variant_metrics) if is_float(dtype_name) else {}
 
     def for_output(self, name: str, dtype_name: str) -> tuple[float, float]:
         """(atol, rtol) of one output; a user number applies to float outputs, a per-output dict to any."""
@@ -60,11 +77,29 @@ class TolerancePolicy:
         return pick(self.atol, default[0]), pick(self.rtol, default[1])
 
 
-def for_provider(options: CheckOptions, provider: str, output_names: Sequence[str]) -> TolerancePolicy:
-    """``provider_tolerances`` > atol/rtol > the provider's precision > dtype defaults.
+def for_provider(
+    options: CheckOptions, provider: str, output_names: Sequence[str], variant: str | None = None
+) -> TolerancePolicy:
+    """``provider_tolerances`` > atol/rtol > the provider's (or an fp16 variant's) precision > dtype defaults.
 
     A per-output dict must name outputs the model returns (a misspelled name would silently apply nothing).
     """
+    policy = _for_provider(options, provider, output_names)
+    if variant is None:
+        return policy
+    policy = dataclasses.replace(policy, variant=variant, variant_metrics=options.variant_metrics)
+    if variant != "fp16" or (policy.atol is not None and policy.rtol is not None):
+        return policy
+    f16 = PRECISION_DEFAULTS["f16"]
+    atol, rtol = policy.precision_default or f16
+    widest = (max(atol, f16[0]), max(rtol, f16[1]))
+    reason = "float32 outputs get f16 tolerances: the fp16 variant computes in float16"
+    return dataclasses.replace(
+        policy, precision_default=widest, reason="; ".join(filter(None, [reason, policy.reason]))
+    )
+
+
+def _for_provider(options: CheckOptions, provider: str, output_names: Sequence[str]) -> TolerancePolicy:
     from . import precision
     from .errors import OnnxParityUsageError
 

@@ -154,6 +154,59 @@ def _examples(value: Any) -> int:
     return count
 
 
+#: The variants the plugin builds from an export (``variants.py``), in the order they are listed.
+VARIANTS = ("optimized", "simplified", "fp16", "int8-dynamic", "int8-static")
+#: The metrics a variant can be held to (``metrics.py``); cosine and top-k agreement lie in [0, 1].
+METRICS = ("cosine", "snr_db", "top1", "top5")
+
+
+def _variants(value: Any) -> tuple[str, ...]:
+    names = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    fix = f"Pass a tuple of variant names from {', '.join(VARIANTS)} (on the command line: comma separated)."
+    if not isinstance(names, Sequence) or not all(isinstance(v, str) for v in names):
+        raise _fail("variants", f"got {value!r}", fix)
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise _fail("variants", f"unknown variant(s) {unknown}", fix)
+    return tuple(dict.fromkeys(names))
+
+
+def _variant_metrics(value: Any) -> dict[str, dict[str, Any]]:
+    fix = (
+        "Pass {variant: {metric: threshold}} or {variant: {output name: {metric: threshold}}}, e.g. "
+        f"{{'int8-dynamic': {{'cosine': 0.999, 'top1': 0.99}}}}; metrics: {', '.join(METRICS)}."
+    )
+
+    def thresholds(where: str, given: Any) -> dict[str, float]:
+        if not isinstance(given, Mapping):
+            raise _fail("variant_metrics", f"{where} is {given!r}", fix)
+        unknown = sorted(set(given) - set(METRICS))
+        if unknown:
+            raise _fail("variant_metrics", f"{where} names unknown metric(s) {unknown}", fix)
+        out = {}
+        for metric, limit in given.items():
+            bad = isinstance(limit, bool) or not isinstance(limit, (int, float)) or math.isnan(limit)
+            if bad or (metric != "snr_db" and not -1 <= limit <= 1):
+                raise _fail("variant_metrics", f"{where}[{metric!r}] is {limit!r}", fix)
+            out[metric] = float(limit)
+        return out
+
+    if not isinstance(value, Mapping):
+        raise _fail("variant_metrics", f"got {value!r}", fix)
+    out: dict[str, dict[str, Any]] = {}
+    for variant, given in value.items():
+        if variant not in VARIANTS:
+            raise _fail("variant_metrics", f"unknown variant {variant!r}", fix)
+        if not isinstance(given, Mapping):
+            raise _fail("variant_metrics", f"{variant!r} maps to {given!r}", fix)
+        metrics = {k: v for k, v in given.items() if not isinstance(v, Mapping)}
+        out[variant] = thresholds(repr(variant), metrics)
+        for output, limits in given.items():
+            if isinstance(limits, Mapping):
+                out[variant][output] = thresholds(f"{variant!r}[{output!r}]", limits)
+    return out
+
+
 def _time_budget(value: Any) -> float:
     seconds = _number("time_budget", value, "Pass a positive, finite number of seconds.")
     if seconds <= 0:
@@ -217,4 +270,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "localize_budget": lambda v: _number("localize_budget", v, "Pass a non-negative number of seconds."),
     "benchmark": lambda v: _flag("benchmark", v),
     "benchmark_batch_sizes": lambda v: None if v is None else _sizes("benchmark_batch_sizes", v),
+    "variants": _variants,
+    "variant": lambda v: None if v is None else _choice("variant", VARIANTS)(v),
+    "variant_metrics": _variant_metrics,
 }

@@ -162,3 +162,18 @@ def tiny_llama() -> nn.Module:
         attn_implementation="sdpa",
     )
     return LlamaModel(config).eval()
+
+
+class SumOfSquaresNorm(nn.Module):
+    """A hand-written L2 normalisation over 256 features in the tens: its sum of squares (about 1.5e5) passes
+    float16's largest value, 65504, on ordinary inputs; float32 holds it easily."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(64, 256)
+        self.head = nn.Linear(256, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x) * 40
+        return self.head(h / torch.sqrt((h * h).sum(-1, keepdim=True)))

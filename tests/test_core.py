@@ -148,7 +148,9 @@ class TestInputs:
             np.testing.assert_array_equal(a[name], b[name])
         assert a["x"].shape == (6, 5) and len({row.tobytes() for row in a["x"]}) == 6
         assert a["ids"].min() >= 0 and a["ids"].max() < 50
-        assert a["ids"].reshape(-1)[0] == 0 and a["ids"].reshape(-1)[-1] == 49  # both ends of the range
+        real = a["mask"] == 1
+        assert a["ids"][real].min() == 0 and a["ids"][real].max() == 49  # both ends of the range, on real tokens
+        assert (a["ids"][~real] == 0).all(), "padded positions hold the pad id (the range's low end here)"
 
     def test_masks_pad_like_a_tokenizer_and_keep_a_real_token(self) -> None:
         specs = _specs(self.example)
@@ -160,6 +162,21 @@ class TestInputs:
             # right or left padding: the kept positions are one run, no holes
             runs = [np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0])) for row in keep]
             assert all(len(r) == 2 for r in runs)
+
+    def test_token_ids_are_written_as_a_tokenizer_writes_them(self) -> None:
+        example = {"ids": self.example["ids"], "mask": self.example["mask"]}
+        specs = _specs(example, hints=(50,))
+        arrays = materialize(
+            Recipe("t", (("batch", 17),), "normal", 1.0, 5), specs, example, special={"pad": 1, "bos": 2, "eos": 3}
+        )
+        ids, real = arrays["ids"], arrays["mask"] == 1
+        assert (ids[~real] == 1).all(), "the pad id at padded positions"
+        for row, keep in zip(ids, real):
+            kept = row[keep]
+            assert kept[-1] == 3 and (len(kept) == 1 or kept[0] == 2), "bos first, eos last among real tokens"
+        assert ids[real].min() == 0 and ids[real].max() == 49, "the range's ends still reach real tokens"
+        out_of_range = materialize(Recipe("t", (("batch", 3),), "normal", 1.0, 5), specs, example, special={"eos": 99})
+        assert out_of_range["ids"].max() < 50, "a special id outside the model's id range is not written"
 
     def test_edge_cases_reach_a_wide_batch_zeros_and_large_magnitudes(self) -> None:
         options = CheckOptions()

@@ -148,3 +148,33 @@ def test_legacy_tf_keras_model(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.inline_run("-p", "no:cacheprovider").assertoutcome(passed=1)
+
+
+def test_the_noise_of_a_keras_reference_comes_from_a_float64_twin() -> None:
+    """A functional Keras model with BatchNorm: its float64 clone really computes in float64 (each layer's config
+    names its dtype; the global policy alone would leave a float32 copy and no noise on exact zeros)."""
+    import keras
+    import numpy as np
+
+    from pytest_onnxparity import engine
+    from pytest_onnxparity.adapters.keras_layers import float64_outputs
+    from pytest_onnxparity.settings import CheckOptions
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    hidden = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(hidden)))
+    bn = model.layers[2]
+    bn.set_weights([w + np.float32(0.3) * np.arange(16, dtype=np.float32) for w in bn.get_weights()])
+    example = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    prepared = engine.prepare(model, example, CheckOptions())
+    try:
+        feed = {name: np.zeros_like(value) for name, value in prepared.example.items()}
+        twin = float64_outputs(prepared, feed)
+        assert twin is not None
+        (value,) = twin.values()
+        (reference,) = prepared.infer(feed).values()
+        assert value.dtype == np.float64
+        assert 0 < np.abs(value - reference).max() < 1e-4, "float32 rounding, measured against float64"
+    finally:
+        prepared.close()

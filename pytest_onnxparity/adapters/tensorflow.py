@@ -54,6 +54,7 @@ class PreparedTensorFlowModel:
         self.sequence_limit: int | None = None
         self._call, derived, declared = self._callable(model, options)
         self._compiled: Any = None  # the graph-mode reference (False: eager only)
+        self._model64: Any = None  # the float64 twin (keras_layers.float64_outputs)
         if example_inputs is None:
             if declared is None:
                 raise OnnxParityUsageError(
@@ -234,24 +235,15 @@ class PreparedTensorFlowModel:
         )
 
     def fingerprint(self) -> str:
-        """The model's type, its traced graph and its weights (and a tf.function's captured values)."""
-        import hashlib
+        from .tensorflow_export import fingerprint
 
-        import numpy as np
+        return fingerprint(self.model, self._call, self.example)
 
-        tf = _tf()
-        digest = hashlib.blake2b(f"{type(self.model).__module__}.{type(self.model).__qualname__}".encode())
-        specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in self.example.values()]
-        concrete = tf.function(lambda *xs: self._call(list(xs))).get_concrete_function(*specs)
-        graph = concrete.graph.as_graph_def()
-        for node in graph.node:  # node names carry process-wide counters; ops, attributes and wiring do not
-            digest.update(f"{node.op}:{len(node.input)}".encode())
-        for value in [*getattr(self.model, "weights", []), *concrete.captured_inputs]:
-            try:
-                digest.update(np.asarray(value.numpy()).tobytes())
-            except Exception:  # a resource handle (a captured variable) has no value of its own: its weight is above
-                digest.update(str(getattr(value, "dtype", "")).encode())
-        return digest.hexdigest()
+    def infer_float64(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """A Keras model rebuilt in float64 with its weights (the reference's own rounding error); else None."""
+        from .keras_layers import float64_outputs
+
+        return float64_outputs(self, feed) if _is_keras(self.model) else None
 
     def versions(self) -> dict[str, str]:
         tf = _tf()

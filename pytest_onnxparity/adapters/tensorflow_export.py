@@ -93,3 +93,23 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
         node.input[:] = [mapping.get(n, n) for n in node.input]
     for output in graph.output:
         output.name = mapping.get(output.name, output.name)
+
+
+def fingerprint(model: Any, call: Callable[[list[Any]], Any], example: Mapping[str, np.ndarray]) -> str:
+    """The model's type, its traced graph and its weights (and a tf.function's captured values)."""
+    import hashlib
+
+    import numpy as np
+    import tensorflow as tf
+
+    digest = hashlib.blake2b(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in example.values()]
+    concrete = tf.function(lambda *xs: call(list(xs))).get_concrete_function(*specs)
+    for node in concrete.graph.as_graph_def().node:  # names carry process-wide counters; ops and wiring do not
+        digest.update(f"{node.op}:{len(node.input)}".encode())
+    for value in [*getattr(model, "weights", []), *concrete.captured_inputs]:
+        try:
+            digest.update(np.asarray(value.numpy()).tobytes())
+        except Exception:  # a resource handle (a captured variable) has no value of its own: its weight is above
+            digest.update(str(getattr(value, "dtype", "")).encode())
+    return digest.hexdigest()

@@ -1,0 +1,220 @@
+"""The models users ship, built from the check's export with the tools users use:
+
+- ``optimized``: ONNX Runtime's offline graph optimization (``optimized_model_filepath``, level ``extended``:
+  portable across machines; ``all`` adds layout changes for this CPU only);
+- ``simplified``: onnxslim (constant folding, dead code, fusions);
+- ``fp16``: ONNX Runtime's float16 converter, inputs and outputs kept float32 (``keep_io_types``);
+- ``int8-dynamic``: ONNX Runtime's ``quantize_dynamic`` (int8 weights, activations quantized at run time);
+- ``int8-static``: ONNX Runtime's ``quantize_static`` (QDQ), calibrated on the plugin's own generated inputs.
+
+Lossless variants keep the normal pass rule; fp16 gets fp16 tolerances; int8 is judged by ``metrics.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import graph
+from .errors import OnnxParityError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .adapters import PreparedModel
+    from .export import ExportedModel
+    from .settings import CheckOptions
+
+#: Calibration input sets for int8-static (the example, every batch size, then generated ones).
+CALIBRATION_SETS = 16
+#: Edge cases a quantized model is not meant for: magnitudes far from what it was calibrated on.
+OUT_OF_RANGE_EDGES = frozenset({"large", "tiny", "uniform"})
+
+Exporter = Callable[["PreparedModel", Mapping[str, Mapping[int, str]], "CheckOptions", Path], "ExportedModel"]
+
+
+class VariantUnavailable(OnnxParityError):
+    """The tool that builds a variant is not installed: the item is skipped, naming what to install."""
+
+
+def check_options(options: CheckOptions, variant: str | None) -> CheckOptions:
+    """An int8 variant is checked on inputs like the ones it was calibrated for: magnitudes far outside them
+    (the x1e3, x1e-3 and x10 edge cases, generated magnitudes other than 1) saturate or vanish by design."""
+    if variant not in ("int8-dynamic", "int8-static"):
+        return options
+    return dataclasses.replace(options, edge_cases=options.edge_cases - OUT_OF_RANGE_EDGES, input_scales=(1.0,))
+
+
+def to_build(options: CheckOptions) -> str | None:
+    """The variant the plugin builds for a check: ``variant=``, unless it names what ``onnx_model=`` is."""
+    return options.variant if options.onnx_model is None else None
+
+
+def with_variant(exporter: Exporter, variant: str | None) -> Exporter:
+    """``exporter``, then the ``variant`` built from what it returns (the engine's default, outside a session)."""
+    if variant is None:
+        return exporter
+
+    def export(
+        prepared: PreparedModel, axes: Mapping[str, Mapping[int, str]], options: CheckOptions, workdir: Path
+    ) -> ExportedModel:
+        return build(prepared, exporter(prepared, axes, options, workdir), variant, options, axes, workdir)
+
+    return export
+
+
+def build(
+    prepared: PreparedModel,
+    base: ExportedModel,
+    variant: str,
+    options: CheckOptions,
+    axes: Mapping[str, Mapping[int, str]],
+    workdir: Path,
+) -> ExportedModel:
+    """The ``variant`` of ``base`` as a new :class:`ExportedModel`, written to ``workdir/variant/``."""
+    start = time.perf_counter()
+    folder = workdir / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    try:
+        tool = _BUILDERS[variant](prepared, base, options, axes, path)
+    except VariantUnavailable:
+        raise
+    except Exception as exc:
+        raise OnnxParityError(
+            f"building the {variant} variant of {base.path} failed: {type(exc).__name__}: {exc}"[:1500]
+        ) from exc
+    info = graph.inspect(path, user_file=False, validate=False)
+    return dataclasses.replace(
+        base,
+        path=str(path),
+        exporter=f"{base.exporter}, then {tool}",
+        graph=info,
+        seconds=base.seconds + time.perf_counter() - start,
+        variant=variant,
+        base_path=base.path,
+    )
+
+
+def _optimized(prepared: Any, base: ExportedModel, options: CheckOptions, axes: Any, path: Path) -> str:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(path)
+    # weights beside the new file (by default ORT keeps the export's external-data references, relative paths
+    # that do not resolve from the variant's folder)
+    so.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{path.name}.data")
+    ort.InferenceSession(base.path, so, providers=["CPUExecutionProvider"])
+    return "onnxruntime optimized_model_filepath, level extended"
+
+
+def _simplified(prepared: Any, base: ExportedModel, options: CheckOptions, axes: Any, path: Path) -> str:
+    import onnx
+
+    try:
+        import onnxslim
+    except ImportError:
+        raise VariantUnavailable(
+            "the simplified variant needs onnxslim: pip install onnxslim (or 'pytest-onnxparity[variants]')"
+        ) from None
+    onnx.save(onnxslim.slim(onnx.load(base.path)), str(path))
+    return f"onnxslim {getattr(onnxslim, '__version__', '')}".strip()
+
+
+def _fp16(prepared: Any, base: ExportedModel, options: CheckOptions, axes: Any, path: Path) -> str:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(base.path), keep_io_types=True), str(path))
+    return "onnxruntime float16 converter, keep_io_types=True"
+
+
+def _int8_dynamic(prepared: Any, base: ExportedModel, options: CheckOptions, axes: Any, path: Path) -> str:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(_quantizer_input(base.path, path.parent), str(path), weight_type=QuantType.QInt8)
+    return "onnxruntime quantize_dynamic, int8 weights, per tensor"
+
+
+def _int8_static(
+    prepared: PreparedModel,
+    base: ExportedModel,
+    options: CheckOptions,
+    axes: Mapping[str, Mapping[int, str]],
+    path: Path,
+) -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    feeds = calibration_feeds(prepared, options, axes, base.graph.inputs, CALIBRATION_SETS)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._left = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._left, None)
+
+    quantize_static(
+        _quantizer_input(base.path, path.parent),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=False,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return f"onnxruntime quantize_static, QDQ int8, per tensor, calibrated on {len(feeds)} generated input sets"
+
+
+def calibration_feeds(
+    prepared: PreparedModel,
+    options: CheckOptions,
+    axes: Mapping[str, Mapping[int, str]],
+    graph_inputs: list[str],
+    count: int,
+) -> list[dict[str, np.ndarray]]:
+    """``count`` input sets like the ones checked, keyed by graph input: the example, every batch size and axis
+    walk at magnitude 1, then generated normal ones (an int8-static variant's calibration data)."""
+    from .inputs import axis_limits, axis_plan, dim_sizes, edge_recipes, materialize
+    from .spec import Recipe, build_specs
+
+    specs = build_specs(prepared.example, axes, options, prepared.int_high_hints)
+    plan = axis_plan(specs, options, axis_limits(specs, prepared.sequence_limit))
+    recipes = [r for r in edge_recipes(specs, options, plan) if r.scale == 1.0 and r.pattern in ("example", "normal")]
+    sizes, _ = dim_sizes(specs)
+    recipes += [
+        Recipe("calibration", tuple(sizes.items()), "normal", 1.0, 5000 + k)
+        for k in range(max(0, count - len(recipes)))
+    ]
+    special = getattr(prepared, "special_ids", {})
+    feeds = [materialize(r, specs, prepared.example, special=special) for r in recipes]
+    by_position = dict(zip(graph_inputs, prepared.example))
+    return [{g: feed[by_position.get(g, g)] for g in graph_inputs} for feed in feeds]
+
+
+def _quantizer_input(path: str, folder: Path) -> str:
+    """The export as ONNX Runtime's quantizer takes it: one file, without the shapes the exporter recorded for
+    its weights (the quantizer transposes a Gemm's weight under its own name and its shape check then fails)."""
+    import onnx
+
+    model = onnx.load(path)
+    weights = {init.name for init in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    out = folder / "quantizer_input.onnx"
+    onnx.save(model, str(out))
+    return str(out)
+
+
+_BUILDERS = {
+    "optimized": _optimized,
+    "simplified": _simplified,
+    "fp16": _fp16,
+    "int8-dynamic": _int8_dynamic,
+    "int8-static": _int8_static,
+}

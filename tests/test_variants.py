@@ -1,0 +1,271 @@
+"""The models users ship: optimized, simplified, fp16 and int8 variants built from the one export, each checked
+as its own item with a fitting metric; defects planted in real exports caught and named."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import failures_by_test
+
+pytest.importorskip("onnxslim")
+
+CNN_WITH_VARIANTS = """
+import pytest
+from sample_models.torch_models import build
+
+@pytest.mark.onnx_parity(variants=("optimized", "simplified", "fp16", "int8-dynamic", "int8-static"))
+def test_cnn(onnx_parity):
+    model, example, options = build("cnn")
+    onnx_parity(model, example, **options)
+"""
+
+
+def test_variants_are_items_of_one_export_and_the_healthy_ones_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_cnn=CNN_WITH_VARIANTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v", "--onnx-report=r.json")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_cnn?cpu? PASSED*",
+            "*test_cnn?cpu-optimized? PASSED*",
+            "*test_cnn?cpu-simplified? PASSED*",
+            "*test_cnn?cpu-fp16? PASSED*",
+            "*test_cnn?cpu-int8-dynamic? PASSED*",
+            "*test_cnn?cpu-int8-static? PASSED*",
+            "*ONNX variants (size, median latency, worst metric over outputs, verdict)*",
+            "model*provider*variant*size MB*cosine*SNR dB*top-1*top-5*margin*verdict",
+            "test_cnn.py::test_cnn*cpu*int8-dynamic*0.9*PASS",
+        ]
+    )
+    document = json.loads((pytester.path / "r.json").read_text())
+    checks = {c["variant"]: c for c in document["checks"]}
+    base = checks[None]
+    assert base["export_origin"] == "exported", "the export runs once"
+    for name in ("optimized", "simplified", "fp16", "int8-dynamic", "int8-static"):
+        assert checks[name]["export_origin"] == "reused", f"{name} is built from the session's one export"
+        assert checks[name]["exporter"].startswith(base["exporter"] + ", then ")
+        assert checks[name]["onnx_path"] != base["onnx_path"]
+    assert "optimized_model_filepath, level extended" in checks["optimized"]["exporter"]
+    assert "onnxslim" in checks["simplified"]["exporter"] and "quantize_dynamic" in checks["int8-dynamic"]["exporter"]
+    assert "calibrated on 16 generated input sets" in checks["int8-static"]["exporter"]
+    (fp16,) = checks["fp16"]["outputs"]
+    assert (fp16["atol"], fp16["rtol"]) == (1e-2, 1e-2) and "f16 tolerances" in checks["fp16"]["tolerance_reason"]
+    for lossless in ("optimized", "simplified"):  # the normal element-wise rule, with the float32 defaults
+        (out,) = checks[lossless]["outputs"]
+        assert (out["atol"], out["rtol"], out["limits"], out["rule"]) == (1e-6, 1e-5, {}, out["rule"])
+        assert out["tolerance_used"] < 1 and out["metrics"]["cosine"] > 0.99999
+    (int8,) = checks["int8-dynamic"]["outputs"]
+    assert int8["limits"] == {"cosine": 0.99, "snr_db": 20.0, "top1": 0.9, "top5": 0.99}
+    assert int8["metrics"]["cosine"] >= 0.99 and int8["metrics"]["snr_db"] >= 20 and int8["metrics"]["top1"] >= 0.9
+    assert checks["int8-dynamic"]["onnx_size_bytes"] < checks["fp16"]["onnx_size_bytes"] < base["onnx_size_bytes"]
+    assert checks["int8-static"]["passed"] and checks["int8-static"]["outputs"][0]["metrics"]["cosine"] >= 0.99
+    rows = {r["variant"]: r for r in document["variants"]}
+    assert set(rows) == {"export", "optimized", "simplified", "fp16", "int8-dynamic", "int8-static"}
+    assert rows["int8-dynamic"]["verdict"] == "PASS" and rows["int8-dynamic"]["metrics"]["cosine"] >= 0.99
+
+
+OUTLIER = """
+import numpy as np, onnx, pytest
+from onnx import numpy_helper
+from sample_models.torch_models import build
+from pytest_onnxparity import check
+
+def weight(graph, name, edit):
+    (tensor,) = [t for t in graph.initializer if t.name == name]
+    tensor.CopyFrom(numpy_helper.from_array(edit(numpy_helper.to_array(tensor).copy()).astype(np.float32), name))
+
+def scale_row(k):
+    def edit(w):
+        w[0] *= k
+        return w
+    return edit
+
+def outlier_file(tmp_path):
+    # An activation outlier, planted in the exported graph: hidden unit 0 of net.0 computes k times its value and
+    # net.2 reads it divided by k. The function is the same (float32 rounds it alike), but a per-tensor int8
+    # scale of that activation is set by the outlier, and the other 255 units round to a level or two.
+    model, example, _ = build("mlp")
+    report = check(model, example, workdir=tmp_path / "export", examples=0)
+    graph_model = onnx.load(report.onnx_path)
+    k = 200.0
+    weight(graph_model.graph, "net.0.weight", scale_row(k))
+    weight(graph_model.graph, "net.0.bias", lambda b: np.concatenate([np.abs(b[:1]) * k + k, b[1:]]))
+    weight(graph_model.graph, "net.2.weight", lambda w: np.concatenate([w[:, :1] / k, w[:, 1:]], axis=1))
+    path = tmp_path / "outlier.onnx"
+    onnx.save(graph_model, str(path))
+    with __import__("torch").no_grad():  # the framework model with the same unit-0 bias (|b| + 1)
+        model.net[0].bias[0] = abs(model.net[0].bias[0]) + 1
+    return model, example, str(path)
+
+@pytest.mark.onnx_parity(variants=("int8-dynamic",))
+def test_outlier(onnx_parity, tmp_path):
+    model, example, path = outlier_file(tmp_path)
+    onnx_parity(model, example, onnx_model=path)
+"""
+
+
+def test_int8_with_a_planted_activation_outlier_fails_on_cosine_naming_the_layer(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_outlier=OUTLIER)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v", "--onnx-report=r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_outlier?cpu? PASSED*", "*test_outlier?cpu-int8-dynamic? FAILED*"])
+    text = result.stdout.str()
+    assert "metrics: output 'output': below the variant's thresholds: cosine " in text and "< 0.99" in text, text
+    assert "first divergence: module 'net.2' (torch.nn.Linear)" in text and "int8-dynamic variant departs" in text
+    (failed,) = [c for c in json.loads((pytester.path / "r.json").read_text())["checks"] if not c["passed"]]
+    assert failed["failure"]["kind"] == "metrics" and failed["first_divergence"]["module"] == "net.2"
+    assert failed["failure"]["figures"][0]["metrics"]["cosine"] < 0.9
+
+
+def test_fp16_overflow_fails_naming_the_overflowing_node(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest, torch
+        from tests.models import SumOfSquaresNorm
+
+        @pytest.mark.onnx_parity(variants=("fp16",))
+        @pytest.mark.parametrize("localize", [True, False])
+        def test_norm(onnx_parity, localize):
+            onnx_parity(SumOfSquaresNorm().eval(), torch.randn(2, 64), localize=localize)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2, failed=2)  # the export passes; its fp16 variant does not, localized or not
+    for failure in result.stdout.str().split("_ test_norm[")[1:]:
+        assert "fp16 overflow at node 'node_sum" in failure and "(ReduceSum)" in failure, failure
+        assert "past float16's largest finite value 65504" in failure, failure
+
+
+def test_a_users_own_variant_file_is_judged_by_the_metric_it_names(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from sample_models.torch_models import build
+        from pytest_onnxparity import check
+
+        @pytest.fixture
+        def int8_file(tmp_path):  # as ONNX Runtime's quantization docs do it: pre-process, then quantize
+            model, example, _ = build("cnn")
+            report = check(model, example, workdir=tmp_path / "export", examples=0)
+            pre, int8 = str(tmp_path / "cnn.pre.onnx"), str(tmp_path / "cnn.int8.onnx")
+            quant_pre_process(report.onnx_path, pre)
+            quantize_dynamic(pre, int8, weight_type=QuantType.QInt8)
+            return int8
+
+        def test_as_int8(onnx_parity, int8_file):
+            model, example, _ = build("cnn")
+            report = onnx_parity(model, example, onnx_model=int8_file, variant="int8-dynamic")
+            assert report.variant == "int8-dynamic" and report.outputs[0].metrics["cosine"] >= 0.99
+
+        def test_as_if_exact(onnx_parity, int8_file):
+            model, example, _ = build("cnn")
+            onnx_parity(model, example, onnx_model=int8_file)
+
+        def test_with_a_stricter_threshold(onnx_parity, int8_file):
+            model, example, _ = build("cnn")
+            strict = {"int8-dynamic": {"output": {"snr_db": 90.0}}}
+            onnx_parity(model, example, onnx_model=int8_file, variant="int8-dynamic", variant_metrics=strict)
+        """
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=1, failed=2)
+    failures = failures_by_test(reprec)
+    assert "elements differ beyond tolerance" in failures["test_as_if_exact"]
+    assert "below the variant's thresholds: snr_db " in failures["test_with_a_stricter_threshold"]
+    assert "< 90" in failures["test_with_a_stricter_threshold"]
+
+
+def test_variants_from_the_command_line_the_ini_file_and_a_call(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nonnx_parity_variants = optimized\n")
+    pytester.makepyfile(
+        """
+        from sample_models.torch_models import build
+
+        def test_mlp(onnx_parity):
+            model, example, options = build("mlp")
+            onnx_parity(model, example, **options)
+
+        def test_call(onnx_parity):
+            model, example, options = build("mlp")
+            onnx_parity(model, example, variants=("fp16",), **options)
+        """
+    )
+    from_ini = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q")
+    from_ini.stdout.fnmatch_lines(["*test_mlp[[]cpu[]]", "*test_mlp[[]cpu-optimized[]]"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v", "--onnx-variants=fp16", "--onnx-report=r.json")
+    result.assert_outcomes(passed=4)  # the command line over the ini file: [cpu], [cpu-fp16], for each test
+    result.stdout.fnmatch_lines(["*test_mlp?cpu-fp16? PASSED*", "*test_call?cpu-fp16? PASSED*"])
+    checks = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert sorted((c["nodeid"].split("::")[1], c["variant"] or "") for c in checks) == [
+        ("test_call[cpu-fp16]", "fp16"),
+        ("test_call[cpu]", ""),
+        ("test_mlp[cpu-fp16]", "fp16"),
+        ("test_mlp[cpu]", ""),
+    ], "a variant named on the call and collected as an item is checked once, in its item"
+    inline = pytester.runpytest("-p", "no:cacheprovider", "-v", "--onnx-variants=optimized", "--onnx-report=i.json")
+    inline.assert_outcomes(passed=4)
+    checks = json.loads((pytester.path / "i.json").read_text())["checks"]
+    call = sorted(c["variant"] or "" for c in checks if c["nodeid"].endswith("test_call[cpu]"))
+    assert call == ["", "fp16"], "a variant named on the call only is checked in the test's own item"
+    bad = pytester.runpytest("-p", "no:cacheprovider", "--onnx-variants=int4")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--onnx-variants/onnx_parity_variants: 'int4' is not valid*unknown variant(s)*int4*"])
+
+
+def test_a_missing_simplifier_is_a_skip_that_names_the_package(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # as if it were not installed
+    pytester.makepyfile(
+        """
+        import pytest
+        from sample_models.torch_models import build
+
+        @pytest.mark.onnx_parity(variants=("simplified",))
+        def test_mlp(onnx_parity):
+            model, example, options = build("mlp")
+            onnx_parity(model, example, **options)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*the simplified variant needs onnxslim: pip install onnxslim*"])
+
+
+def test_each_variant_gets_benchmark_items(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_benchmark")
+    pytester.makepyfile(
+        """
+        import pytest
+        from sample_models.torch_models import build
+
+        @pytest.mark.onnx_parity(variants=("int8-dynamic",), batch_sizes=(1, 4))
+        def test_mlp(onnx_parity):
+            model, example, options = build("mlp")
+            onnx_parity(model, example, **options)
+        """
+    )
+    args = ("--benchmark-max-time=0.05", "--benchmark-min-rounds=3", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--onnx-benchmark", "-v", "--onnx-report=r.json", "--onnx-benchmark-plot=v.png", *args)
+    result.assert_outcomes(passed=8)  # 2 parity items, then framework, cpu, cpu-int8-dynamic at batch 1 and 4
+    result.stdout.fnmatch_lines(["*test_mlp?bench-cpu-int8-dynamic-b4? PASSED*"])
+    rows = {r["variant"]: r for r in json.loads((pytester.path / "r.json").read_text())["variants"]}
+    assert set(rows["int8-dynamic"]["latency_ms"]) == {"1", "4"} and set(rows["export"]["latency_ms"]) == {"1", "4"}
+    assert (pytester.path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_python_api_checks_one_variant_per_call(tmp_path) -> None:
+    from pytest_onnxparity import OnnxParityUsageError, check
+    from sample_models.torch_models import build
+
+    model, example, _ = build("mlp")
+    report = check(model, example, workdir=tmp_path, variant="fp16", examples=2)
+    assert report.passed and report.variant == "fp16" and report.onnx_path.endswith("fp16/model.onnx")
+    assert report.outputs[0].metrics["cosine"] > 0.999 and report.tolerance_reason.startswith("float32 outputs get f16")
+    with pytest.raises(OnnxParityUsageError, match="once per variant"):
+        check(model, example, workdir=tmp_path, variants=("fp16", "int8-dynamic"))
