@@ -77,6 +77,9 @@ def _compare(
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
     with timings.phase("sessions"):
+        if exported.variant is not None:  # a graph another tool wrote may crash ONNX Runtime: try it aside first
+            example = {graph: prepared.example[key] for graph, key in matched.feed_names.items()}
+            variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
         target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
     plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))

@@ -98,12 +98,13 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
 
     recipes = [Recipe("example", dims(), "example", 1.0, 0)]
     on = options.edge_cases
+    plain = options.input_patterns[0] if options.input_patterns else "normal"
     if not batch:  # nothing batch-dynamic (dynamic_axes={}): the example's shapes only
-        recipes.append(Recipe("edge: random normal", dims(), "normal", 1.0, 1000))
+        recipes.append(Recipe("edge: random normal", dims(), plain, 1.0, 1000))
     elif "batches" in on:
         for b in sorted({b for dim in batch for b in plan[dim]}):
             recipes.append(
-                Recipe(f"edge: batch {b}, distinct rows", dims(**dict.fromkeys(batch, b)), "normal", 1.0, 1000 + b)
+                Recipe(f"edge: batch {b}, distinct rows", dims(**dict.fromkeys(batch, b)), plain, 1.0, 1000 + b)
             )
     if batch and "empty_batch" in on:
         recipes.append(Recipe("edge: empty batch", dims(**dict.fromkeys(batch, 0)), "normal", 1.0, 999))
@@ -116,7 +117,7 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
             for size in [] if dim in batch else plan[dim]:
                 if size != sizes[dim]:
                     recipes.append(
-                        Recipe(f"edge: {dim}={size}", dims(**walk_batch, **{dim: size}), "normal", 1.0, 10 + size)
+                        Recipe(f"edge: {dim}={size}", dims(**walk_batch, **{dim: size}), plain, 1.0, 10 + size)
                     )
     return recipes
 
@@ -142,7 +143,7 @@ def recipe_strategy(
         Recipe,
         label=st.just("generated"),
         dims=st.tuples(*dim_strategies),
-        pattern=st.sampled_from(FLOAT_PATTERNS),
+        pattern=st.sampled_from(options.input_patterns or FLOAT_PATTERNS),
         scale=st.sampled_from(options.input_scales or SCALES),
         seed=st.integers(0, 2**31 - 1),
     )
@@ -179,6 +180,9 @@ def materialize(
         dtype = np_dtype(spec.dtype)
         if spec.kind == "float":
             values = np.asarray(_float_values(rng, recipe, shape), dtype=np.float64)
+            if recipe.pattern == "like_example":  # the example's own mean and spread (what int8 was calibrated on)
+                seen = np.asarray(example[spec.name], dtype=np.float64)
+                values = seen.mean() + values * (float(seen.std()) or 1.0)
             if spec.low is not None and spec.high is not None:
                 values = np.clip(values, spec.low, spec.high)
             arr = values.astype(dtype)

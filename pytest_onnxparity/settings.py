@@ -63,8 +63,10 @@ class CheckOptions:
     variant: str | None = None
     #: Thresholds by variant: ``{"int8-dynamic": {"cosine": 0.999, "logits": {"top1": 0.99}}}``.
     variant_metrics: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    #: Input magnitudes generated (None: all of ``spec.SCALES``); a variant narrows them, never the user.
+    #: Input magnitudes and float patterns generated (None: all of ``spec.SCALES`` / ``spec.FLOAT_PATTERNS``);
+    #: an int8 variant narrows them, never the user.
     input_scales: tuple[float, ...] | None = None
+    input_patterns: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: Value patterns a recipe can ask for. Hypothesis shrinks towards the first one.
 FLOAT_PATTERNS = ("normal", "uniform", "sparse_zeros", "positive", "negative", "constant", "zeros", "ones")
+#: Normal values with the example's own mean and standard deviation (an int8 variant's inputs and calibration).
+LIKE_EXAMPLE = "like_example"
 #: Magnitudes, shrinking towards 1.0.
 SCALES = (1.0, 1e-3, 1e-1, 10.0, 1e3)
 

@@ -88,14 +88,24 @@ def for_provider(
     if variant is None:
         return policy
     policy = dataclasses.replace(policy, variant=variant, variant_metrics=options.variant_metrics)
-    if variant != "fp16" or (policy.atol is not None and policy.rtol is not None):
+    if variant != "fp16":
         return policy
     f16 = PRECISION_DEFAULTS["f16"]
     atol, rtol = policy.precision_default or f16
     widest = (max(atol, f16[0]), max(rtol, f16[1]))
-    reason = "float32 outputs get f16 tolerances: the fp16 variant computes in float16"
+
+    def at_least(value: Any, floor: float) -> Any:  # an atol/rtol set for the float32 export is too tight here
+        if isinstance(value, Mapping):
+            return {k: max(float(v), floor) for k, v in value.items()}
+        return None if value is None else max(float(value), floor)
+
+    reason = "float32 outputs get f16 tolerances (or your atol/rtol where wider): the fp16 variant computes in float16"
     return dataclasses.replace(
-        policy, precision_default=widest, reason="; ".join(filter(None, [reason, policy.reason]))
+        policy,
+        atol=at_least(policy.atol, widest[0]),
+        rtol=at_least(policy.rtol, widest[1]),
+        precision_default=widest,
+        reason="; ".join(filter(None, [reason, policy.reason])),
     )
 
 

@@ -17,4 +17,5 @@ def test_classifier_with_marker_options(onnx_parity):
     model, example, _ = build("mlp")
     report = onnx_parity(model, example)
     assert report.passed
-    assert report.outputs[0].atol == 1e-5
+    # the marker's atol judges the export (an fp16 variant, with --onnx-variants, gets float16's where wider)
+    assert report.outputs[0].atol == (1e-5 if report.variant != "fp16" else 1e-2)
