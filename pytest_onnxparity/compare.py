@@ -116,7 +116,7 @@ def compare(
                 f"output {name!r} has shape {tuple(got.shape)} in ONNX but {tuple(ref.shape)} in the model",
             )
         atol, rtol = policy.for_output(name, ref.dtype.name)
-        limits = policy.limits(name, ref.dtype.name)
+        limits = policy.limits(name, ref.dtype.name, ref.ndim)
         figures, worst, problem = compare_values(
             name, ref, got, atol, rtol, (context or {}).get(name), policy.noise_factor, limits
         )
@@ -229,7 +229,7 @@ def compare_values(
     if nonfinite_problem is not None:
         return figures, worst, nonfinite_problem
     if limits:
-        figures.metrics, figures.rows = metrics.measure(ref, got, valid)
+        figures.metrics, figures.rows = metrics.measure(ref, got, valid, top_k=any(k in limits for k in metrics.TOP_K))
         figures.limits, figures.mismatched, figures.rule = dict(limits), 0, "metrics"
         figures.tolerance_used = metrics.used(figures.metrics, limits, metrics.PER_INPUT)
         short = metrics.shortfalls(figures.metrics, limits, metrics.PER_INPUT)

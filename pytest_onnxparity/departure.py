@@ -159,7 +159,7 @@ def _departs(base: Any, mine: Any, policy: TolerancePolicy, value: str) -> tuple
     if limits:
         found, _ = metrics.measure(base, mine)
         floor = limits.get("cosine", 0.99)
-        return (1 - found["cosine"]) / max(
+        return (1 - found.get("cosine", 1.0)) / max(  # no signal in the export there: not a departure
             1 - floor, 1e-12
         ), f"value {value!r}: {metrics.text(found)} against the export's"
     atol, rtol = policy.for_output(value, "float32")

@@ -36,6 +36,9 @@ class OutputFigures:
     #: The metric thresholds that judge this output instead of atol/rtol (an int8 variant); then
     #: ``tolerance_used`` is the share of their allowance used and ``rule`` is "metrics".
     limits: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: The largest share used by one input set (element-wise rule, or cosine/SNR); top-k is pooled over input
+    #: sets, so a merged ``tolerance_used`` is the larger of this and the pooled top-k share.
+    per_input_used: float = 0.0
 
     @property
     def mean_abs_diff(self) -> float:
@@ -53,8 +56,9 @@ class OutputFigures:
         self.sum_rel_diff += other.sum_rel_diff
         self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
         self.max_rel_diff = max(self.max_rel_diff, other.max_rel_diff)
-        if other.tolerance_used >= self.tolerance_used:
-            self.tolerance_used, self.rule = other.tolerance_used, other.rule
+        if other.tolerance_used >= self.per_input_used:
+            self.per_input_used, self.rule = other.tolerance_used, other.rule
+        self.tolerance_used = self.per_input_used
         self.noise = max(self.noise, other.noise)
         self.excluded += other.excluded
         self.ties += other.ties
@@ -64,13 +68,11 @@ class OutputFigures:
 
             self.metrics = metrics.merge(self.metrics, self.rows, other.metrics, other.rows)
             self.rows += other.rows
-        if other.limits:
+        self.limits = other.limits or self.limits
+        if self.limits:  # the pooled agreement so far, not the lowest seen on the way (that would exceed 100%)
             from . import metrics
 
-            self.limits = other.limits
-            pooled = metrics.used(self.metrics, self.limits, ("top1", "top5"))
-            if pooled > self.tolerance_used:
-                self.tolerance_used, self.rule = pooled, "metrics"
+            self.tolerance_used = max(self.per_input_used, metrics.used(self.metrics, self.limits, ("top1", "top5")))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

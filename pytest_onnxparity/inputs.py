@@ -215,7 +215,8 @@ def _token_ids(out: dict[str, np.ndarray], specs: list[TensorSpec], special: Map
                 break
         if not padded.any() and not special.keys() & {"bos", "eos"}:
             continue
-        values[padded] = special.get("pad", low)
+        pad = special.get("pad", low)
+        values[padded] = pad if low <= pad < high else low  # a pad id outside this input's range: its low end
         tokens = values.reshape(*values.shape[:2], -1)
         free = ~padded
         for row in range(values.shape[0]):

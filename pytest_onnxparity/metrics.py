@@ -23,11 +23,18 @@ NAMES = ("cosine", "snr_db", "top1", "top5")
 PER_INPUT = ("cosine", "snr_db")
 #: Top-5 needs at least this many classes to mean anything.
 TOP5_CLASSES = 10
+#: Reference scores this close (relative) to the best one tie with it: either class agrees.
+TIE = 1e-6
+TOP_K = ("top1", "top5")
 
 
-def measure(ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None = None) -> tuple[dict[str, float], int]:
-    """(metrics of ``got`` against ``ref``, classification rows): cosine and SNR over the compared elements;
-    top-1/top-5 agreement over rows of the last axis (classes) where that axis has 2 or more entries."""
+def measure(
+    ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None = None, top_k: bool = True
+) -> tuple[dict[str, float], int]:
+    """(metrics of ``got`` against ``ref``, classification rows): cosine and SNR over the compared elements
+    (none when the reference is all zeros there and ``got`` is not: no signal to measure against); with ``top_k``,
+    top-1/top-5 agreement over rows of the last axis (classes) where that axis has 2 or more entries. A class
+    the variant picks whose reference score ties the best one (float32 rounding apart) agrees."""
     import numpy as np
 
     keep = np.ones(ref.shape, bool) if valid is None else np.broadcast_to(valid, ref.shape)
@@ -36,24 +43,23 @@ def measure(ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None = None) -
     a, b = a64[keep], b64[keep]
     signal, noise = float(np.sum(a**2)), float(np.sum((a - b) ** 2))
     norms = float(np.sqrt(signal * float(np.sum(b**2))))
-    out = {
-        "cosine": float(a @ b / norms) if norms > 0 else float(noise == 0),
-        "snr_db": float(10 * np.log10(signal / noise))
-        if noise > 0 and signal > 0
-        else (np.inf if noise == 0 else -np.inf),
-    }
+    out: dict[str, float] = {}
+    if signal > 0 or noise == 0:
+        out["cosine"] = float(a @ b / norms) if norms > 0 else float(noise == 0)
+        out["snr_db"] = float(10 * np.log10(signal / noise)) if noise > 0 else float(np.inf)
     classes = ref.shape[-1] if ref.ndim >= 2 else 0
     rows = 0
-    if classes >= 2 and ref.size:
+    if top_k and classes >= 2 and ref.size:
         kept = keep.reshape(-1, classes).all(-1)
         rows_ref, rows_got = a64.reshape(-1, classes)[kept], b64.reshape(-1, classes)[kept]
         rows = len(rows_ref)
         if rows:
-            best = rows_ref.argmax(-1)
-            out["top1"] = float(np.mean(best == rows_got.argmax(-1)))
+            peak = rows_ref.max(-1, keepdims=True)
+            tied = rows_ref >= peak - TIE * np.abs(peak)  # every class as good as the reference's best
+            picked = np.argsort(-rows_got, axis=-1, kind="stable")
+            out["top1"] = float(np.mean(np.take_along_axis(tied, picked[:, :1], -1).any(-1)))
             if classes >= TOP5_CLASSES:
-                top5 = np.argsort(-rows_got, axis=-1, kind="stable")[:, :5]
-                out["top5"] = float(np.mean((top5 == best[:, None]).any(-1)))
+                out["top5"] = float(np.mean(np.take_along_axis(tied, picked[:, :5], -1).any(-1)))
     return out, rows
 
 
@@ -109,15 +115,22 @@ def text(values: Mapping[str, float]) -> str:
     return ", ".join(parts)
 
 
-def thresholds(variant: str | None, output: str, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+def thresholds(
+    variant: str | None, output: str, overrides: Mapping[str, Mapping[str, Any]], ndim: int = 2
+) -> dict[str, float]:
     """The thresholds of one output: ``variant_metrics[variant]`` (per metric, then per output name) over the
-    defaults; {} when the variant has none (it is judged element by element)."""
+    defaults; {} when the variant has none (it is judged element by element).
+
+    Top-1/top-5 judge class scores, (rows, classes) outputs: an output of other rank (a feature map, hidden
+    states, boxes) gets them only where ``variant_metrics`` names them for that output."""
     if variant is None:
         return {}
     chosen = dict(DEFAULTS.get(variant, {}))
     mine = overrides.get(variant, {})
     chosen.update({k: float(v) for k, v in mine.items() if k in NAMES})
     per_output = mine.get(output)
-    if isinstance(per_output, Mapping):
-        chosen.update({k: float(v) for k, v in per_output.items() if k in NAMES})
+    named = per_output if isinstance(per_output, Mapping) else {}
+    chosen.update({k: float(v) for k, v in named.items() if k in NAMES})
+    if ndim != 2:
+        chosen = {k: v for k, v in chosen.items() if k not in TOP_K or k in named}
     return chosen

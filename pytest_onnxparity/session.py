@@ -104,7 +104,7 @@ class ParitySession:
         node = request.node
         node.stash.setdefault(ITEM_ENTRIES, [])
         index = node.stash[ITEM_CALLS] = node.stash.get(ITEM_CALLS, -1) + 1
-        with self._recorded(node, provider):
+        with self._recorded(node, provider, variant):
             from .engine import prepare
             from .variants import to_build
 
@@ -116,7 +116,7 @@ class ParitySession:
             extra = [adapter for added in self.config.hook.pytest_onnxparity_adapters() for adapter in added]
             prepared = prepare(model, example, options, extra)
         try:
-            with self._recorded(node, provider):
+            with self._recorded(node, provider, builds[0]):
                 if bench_case is not None and index == 0:
                     from . import benchmark
 
@@ -124,7 +124,7 @@ class ParitySession:
                 result = self.run(prepared, options, provider, workdir, node, builds[0])
             report = self.decide(request, index, options, result)
             for build in builds[1:]:
-                with self._recorded(node, provider):
+                with self._recorded(node, provider, build):
                     result = self.run(prepared, options, provider, workdir, node, build)
                 self.decide(request, index, options, result)
             return report
@@ -138,8 +138,8 @@ class ParitySession:
         except OnnxParityError:
             return ()  # the test fails with the message when it runs
 
-    def _recorded(self, node: Any, provider: str) -> _Recorded:
-        return _Recorded(self, node, provider)
+    def _recorded(self, node: Any, provider: str, variant: str | None) -> _Recorded:
+        return _Recorded(self, node, provider, variant)
 
     def _save_artifacts(self, nodeid: str, index: int, result: CheckResult) -> None:
         """Repro artifacts of a failing check; a write that fails is a warning, never a replacement for the failure."""
@@ -187,8 +187,8 @@ class _Recorded:
     """Around a step of a check: an end without a report is recorded, then a skip (a missing provider or tool)
     or raised with the plugin's prefix. (A class, not a generator: its frame hides from the traceback.)"""
 
-    def __init__(self, session: ParitySession, node: Any, provider: str) -> None:
-        self.session, self.node, self.provider = session, node, provider
+    def __init__(self, session: ParitySession, node: Any, provider: str, variant: str | None) -> None:
+        self.session, self.node, self.provider, self.variant = session, node, provider, variant
 
     def __enter__(self) -> None:
         return None
@@ -200,18 +200,24 @@ class _Recorded:
 
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, ParityMismatch):
             return False
-        entries, nodeid, provider = self.node.stash[ITEM_ENTRIES], self.node.nodeid, self.provider
+
+        def record(message: str, status: str = "error") -> None:
+            entry = summary.error_entry(
+                self.node.nodeid, self.provider, message, status, model_key(self.node), self.variant
+            )
+            self.node.stash[ITEM_ENTRIES].append(entry)
+
         if isinstance(exc, (ProviderUnavailable, VariantUnavailable)):
-            entries.append(summary.error_entry(nodeid, provider, str(exc), "skipped"))
+            record(str(exc), "skipped")
             if self.session.policy.require_providers and isinstance(exc, ProviderUnavailable):
                 pytest.fail(
                     f"onnx_parity: {exc} (--onnx-require-providers turns this skip into a failure)", pytrace=False
                 )
             pytest.skip(f"onnx_parity: {exc}")
         if isinstance(exc, OnnxParityError):
-            entries.append(summary.error_entry(nodeid, provider, str(exc)))
+            record(str(exc))
             raise type(exc)(f"onnx_parity: {exc}") from None
-        entries.append(summary.error_entry(nodeid, provider, f"{type(exc).__name__}: {exc}"))
+        record(f"{type(exc).__name__}: {exc}")
         return False
 
 

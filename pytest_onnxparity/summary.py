@@ -33,9 +33,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def error_entry(nodeid: str, provider: str, message: str, status: str = "error") -> dict[str, Any]:
-    """A check that ended without a report (bad input, a crash, a missing provider)."""
-    return {"nodeid": nodeid, "provider": provider, "passed": False, "status": status, "error": message}
+def error_entry(
+    nodeid: str, provider: str, message: str, status: str = "error", model: str = "", variant: str | None = None
+) -> dict[str, Any]:
+    """A check that ended without a report (bad input, a crash, a missing provider or tool); ``model`` and
+    ``variant`` place it in the variant table."""
+    entry = {"nodeid": nodeid, "provider": provider, "passed": False, "status": status, "error": message}
+    return {**entry, "model": model or nodeid, "variant": variant}
 
 
 def junit_properties(index: int, report: ParityReport) -> list[tuple[str, Any]]:
@@ -152,7 +156,7 @@ def variant_rows(entries: list[dict[str, Any]], measurements: Sequence[Any] = ()
                 "latency_ms": latency,
                 "metrics": worst,
                 "margin": _margin(entry) if "error" not in entry else None,
-                "verdict": "ERROR"
+                "verdict": ("SKIPPED" if entry.get("status") == "skipped" else "ERROR")
                 if "error" in entry
                 else "PASS"
                 if entry.get("passed")
@@ -164,6 +168,7 @@ def variant_rows(entries: list[dict[str, Any]], measurements: Sequence[Any] = ()
 
 def variant_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The variant table as text, one model after the other."""
+    rows = [{**r, "latency_ms": {int(b): ms for b, ms in r["latency_ms"].items()}} for r in rows]  # JSON: "1": ...
     batches = sorted({b for r in rows for b in r["latency_ms"]})
     header = ("model", "provider", "variant", "size MB", *[f"ms b{b}" for b in batches], "cosine", "SNR dB", "top-1")
     header = (*header, "top-5", "margin", "verdict")
@@ -175,7 +180,8 @@ def variant_lines(rows: list[dict[str, Any]]) -> list[str]:
             for k, spec in (("cosine", ".5f"), ("snr_db", ".1f"), ("top1", ".3f"), ("top5", ".3f"))
         ]
         latency = [_number(r["latency_ms"][b], ".3f") if b in r["latency_ms"] else "-" for b in batches]
-        margin = _number(r["margin"], ".0%") if r["margin"] is not None and math.isfinite(r["margin"]) else "-"
+        share = None if r["margin"] is None else _float(r["margin"])  # rows read back from JSON have 'inf' strings
+        margin = _number(share, ".0%") if share is not None and math.isfinite(share) else "-"
         table.append(
             (str(r["model"]), str(r["provider"]), r["variant"], size, *latency, *metrics, margin, r["verdict"])
         )

@@ -54,11 +54,11 @@ class TolerancePolicy:
 
         return bool(metrics.thresholds(self.variant, "", self.variant_metrics))
 
-    def limits(self, name: str, dtype_name: str) -> dict[str, float]:
+    def limits(self, name: str, dtype_name: str, ndim: int = 2) -> dict[str, float]:
         """The metric thresholds output ``name`` is judged by ({}: the element-wise rule judges it)."""
         from . import metrics
 
-        return metrics.thresholds(self.variant, name, self.variant_metrics) if is_float(dtype_name) else {}
+        return metrics.thresholds(self.variant, name, self.variant_metrics, ndim) if is_float(dtype_name) else {}
 
     def for_output(self, name: str, dtype_name: str) -> tuple[float, float]:
         """(atol, rtol) of one output; a user number applies to float outputs, a per-output dict to any."""
@@ -117,6 +117,13 @@ def _for_provider(options: CheckOptions, provider: str, output_names: Sequence[s
     if unknown:
         raise OnnxParityUsageError(
             f"atol/rtol name output(s) {unknown} that the model does not return; its outputs are {list(output_names)}."
+        )
+    named = {(v, k) for v, given in options.variant_metrics.items() for k, x in given.items() if isinstance(x, Mapping)}
+    unknown = sorted(f"{v}: {k!r}" for v, k in named if k not in output_names)
+    if unknown:
+        raise OnnxParityUsageError(
+            f"variant_metrics names output(s) {unknown} that the model does not return; its outputs are "
+            f"{list(output_names)}."
         )
     override = options.provider_tolerances.get(provider, {})
     atol = override.get("atol", options.atol)

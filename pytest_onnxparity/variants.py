@@ -183,9 +183,10 @@ def _int8_static(
 ) -> str:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    feeds = calibration_feeds(
-        prepared, check_options(options, "int8-static"), axes, base.graph.inputs, CALIBRATION_SETS
-    )
+    from .interface import match
+
+    feed_names = match(prepared.example, base.graph, user_file=not base.names_are_ours).feed_names
+    feeds = calibration_feeds(prepared, check_options(options, "int8-static"), axes, feed_names, CALIBRATION_SETS)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -210,11 +211,12 @@ def calibration_feeds(
     prepared: PreparedModel,
     options: CheckOptions,
     axes: Mapping[str, Mapping[int, str]],
-    graph_inputs: list[str],
+    feed_names: Mapping[str, str],
     count: int,
 ) -> list[dict[str, np.ndarray]]:
-    """``count`` input sets like the ones an int8 variant is checked on, keyed by graph input: the example, every
-    batch size and axis walk, then generated ones like the example (an int8-static variant's calibration data)."""
+    """At least ``count`` input sets like the ones an int8 variant is checked on, keyed by graph input (``feed_names``:
+    graph input -> model input, as the check feeds them): the example, every batch size and axis walk, then
+    generated ones like the example (an int8-static variant's calibration data)."""
     from .inputs import axis_limits, axis_plan, dim_sizes, edge_recipes, materialize
     from .spec import Recipe, build_specs
 
@@ -228,8 +230,7 @@ def calibration_feeds(
     ]
     special = getattr(prepared, "special_ids", {})
     feeds = [materialize(r, specs, prepared.example, special=special) for r in recipes]
-    by_position = dict(zip(graph_inputs, prepared.example))
-    return [{g: feed[by_position.get(g, g)] for g in graph_inputs} for feed in feeds]
+    return [{graph_name: feed[model_name] for graph_name, model_name in feed_names.items()} for feed in feeds]
 
 
 def _quantizer_input(path: str, folder: Path) -> str:

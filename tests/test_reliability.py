@@ -232,6 +232,9 @@ def test_positional_marker(onnx_parity):
 def test_misspelled_output(onnx_parity):
     onnx_parity(Two(), example(), atol={"outt": 1e-3})
 
+def test_misspelled_variant_metrics_output(onnx_parity):
+    onnx_parity(Two(), example(), variant_metrics={"int8-dynamic": {"outt": {"cosine": 0.9}}})
+
 def test_unknown_input_range(onnx_parity):
     onnx_parity(Two(), example(), input_ranges={"idz": (0, 5)})
 
@@ -250,10 +253,13 @@ def test_opset_the_exporter_cannot_write(onnx_parity):
 def test_options_are_applied_or_refused_never_ignored(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_ignored=IGNORED)
     reprec = pytester.inline_run("-p", "no:cacheprovider")
-    reprec.assertoutcome(passed=1, failed=5)
+    reprec.assertoutcome(passed=1, failed=6)
     texts = failures_by_test(reprec)
     assert "the marker takes keyword options only" in texts["test_positional_marker"]
     assert "atol/rtol name output(s) ['outt'] that the model does not return" in texts["test_misspelled_output"]
+    assert (
+        "variant_metrics names output(s) [\"int8-dynamic: 'outt'\"]" in texts["test_misspelled_variant_metrics_output"]
+    )
     assert "input_ranges names input(s) ['idz']" in texts["test_unknown_input_range"]
     assert "more is a CI hang" in texts["test_examples_past_the_cap"]
     assert "(the budget is" in texts["test_a_batch_past_the_memory_budget"]

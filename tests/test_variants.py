@@ -299,4 +299,101 @@ def test_a_variant_that_crashes_onnx_runtime_fails_its_item_and_the_session_goes
     result.stdout.fnmatch_lines(["*test_lstm?cpu-fp16? *"])  # the variant's item ran, whatever its verdict
     if result.parseoutcomes().get("failed"):  # this ONNX Runtime crashes on the graph: named, in that item only
         result.stdout.fnmatch_lines(["*the fp16 variant * does not run in ONNX Runtime * on cpu: *SIGSEGV*"])
+        result.stdout.fnmatch_lines(["*test_lstm*cpu*fp16*ERROR"])  # in the variant table too
         assert result.parseoutcomes()["failed"] == 1
+
+
+def test_an_int8_margin_is_the_pooled_top1_not_the_lowest_input_set_on_the_way() -> None:
+    """Top-1 agreement decides pooled over every row: one input set of 6 rows with 5 agreeing (0.83, 167% of a 0.9
+    threshold's allowance on its own) then 94 agreeing rows is 99% agreement, 10% of the allowance: PASS, 10%."""
+    from pytest_onnxparity.figures import OutputFigures
+
+    limits = {"cosine": 0.99, "snr_db": 20.0, "top1": 0.9}
+    merged = OutputFigures("logits")
+    for top1, rows in ((5 / 6, 6), (1.0, 94)):
+        one = OutputFigures("logits", metrics={"cosine": 0.999, "snr_db": 40.0, "top1": top1}, rows=rows)
+        one.limits, one.rule, one.tolerance_used = dict(limits), "metrics", 0.1  # cosine's share: (1-0.999)/(1-0.99)
+        merged.merge(one)
+    assert merged.metrics["top1"] == pytest.approx(0.99)
+    assert merged.tolerance_used == pytest.approx(0.1)  # max(cosine 0.1, pooled top-1 (1-0.99)/(1-0.9) = 0.1)
+    worse = OutputFigures("logits", metrics={"cosine": 0.999, "snr_db": 40.0, "top1": 0.0}, rows=20)
+    worse.limits, worse.rule, worse.tolerance_used = dict(limits), "metrics", 0.1
+    merged.merge(worse)  # 99 of 120 rows agree: 0.825 < 0.9, past the allowance
+    assert merged.tolerance_used == pytest.approx((1 - 99 / 120) / 0.1)
+
+
+def test_the_variant_table_prints_rows_read_back_from_the_json_report() -> None:
+    """benchmarks/variants.py prints the table from the JSON report: non-finite margins come back as 'inf' and
+    batch sizes as string keys."""
+    from pytest_onnxparity import summary
+
+    rows = [
+        {
+            "model": "m",
+            "provider": "cpu",
+            "variant": "export",
+            "size_bytes": 2_000_000,
+            "latency_ms": {"1": 0.5, "17": 2.0, "3": 1.0},
+            "metrics": {},
+            "margin": 0.25,
+            "verdict": "PASS",
+        },
+        {
+            "model": "m",
+            "provider": "cpu",
+            "variant": "int8-dynamic",
+            "size_bytes": 600_000,
+            "latency_ms": {"1": 0.4},
+            "metrics": {"cosine": 0.9, "snr_db": 9.5},
+            "margin": "inf",
+            "verdict": "FAIL (metrics)",
+        },
+    ]
+    lines = summary.variant_lines(json.loads(json.dumps(rows)))
+    assert "ms b1  ms b3  ms b17" in lines[0]  # batch sizes in numeric order
+    assert lines[1].split()[-2:] == ["25%", "PASS"]
+    assert "0.90000" in lines[2] and lines[2].split()[-3:] == ["-", "FAIL", "(metrics)"]
+
+
+def test_int8_judges_top_k_on_class_scores_only_so_a_dense_prediction_head_passes(tmp_path) -> None:
+    """A depth/segmentation-like head (convs, then bilinear upsampling: smooth along width) quantized int8-static
+    keeps cosine 0.999 and SNR 28 dB; an argmax along its width axis flips on 16% of rows. Top-k is for
+    (rows, classes) outputs, or outputs the user names it for, so the healthy variant passes."""
+    import torch
+
+    from pytest_onnxparity import check
+
+    class Dense(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 4, 3, padding=1)
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(self.net(x), scale_factor=8, mode="bilinear", align_corners=False)
+
+    torch.manual_seed(0)
+    model, example = Dense().eval(), torch.randn(2, 3, 8, 8)
+    report = check(model, example, variant="int8-static", workdir=tmp_path / "default")
+    assert report.passed, report.failure
+    assert set(report.outputs[0].metrics) == {"cosine", "snr_db"} and report.outputs[0].metrics["cosine"] > 0.99
+    named = {"int8-static": {"output": {"top1": 0.9}}}  # the user says its last axis is classes: judged
+    report = check(model, example, variant="int8-static", variant_metrics=named, workdir=tmp_path / "named")
+    assert not report.passed and report.failure.kind == "metrics" and "top1" in report.failure.message
+
+
+def test_top_k_counts_reference_ties_as_agreement_and_an_all_zero_reference_has_no_cosine() -> None:
+    import numpy as np
+
+    from pytest_onnxparity import metrics
+
+    ref = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 0.0, 1.0]], np.float32)
+    got = np.array([[0.9, 1.1, 0.0], [0.0, 1.9, 2.1], [0.0, 3.0, 1.0]], np.float32)
+    found, rows = metrics.measure(ref, got)
+    assert rows == 3 and found["top1"] == pytest.approx(2 / 3)  # two ties agree, the flip in row 3 does not
+    found, rows = metrics.measure(np.zeros((2, 3), np.float32), np.full((2, 3), 1e-3, np.float32))
+    assert "cosine" not in found and "snr_db" not in found and found["top1"] == 1.0  # nothing to measure against
+    assert metrics.measure(np.zeros(4, np.float32), np.zeros(4, np.float32))[0] == {"cosine": 1.0, "snr_db": np.inf}
+    assert "top1" not in metrics.thresholds("int8-dynamic", "hidden", {}, ndim=3)
+    assert metrics.thresholds("int8-dynamic", "logits", {}, ndim=2)["top1"] == 0.9
