@@ -205,6 +205,8 @@ class _Recorded:
             entry = summary.error_entry(
                 self.node.nodeid, self.provider, message, status, model_key(self.node), self.variant
             )
+            params = getattr(getattr(self.node, "callspec", None), "params", {})
+            entry["benchmark"] = params.get("_onnx_parity_benchmark") is not None  # not a row of the variant table
             self.node.stash[ITEM_ENTRIES].append(entry)
 
         if isinstance(exc, (ProviderUnavailable, VariantUnavailable)):

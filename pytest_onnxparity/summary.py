@@ -134,7 +134,7 @@ def variant_rows(entries: list[dict[str, Any]], measurements: Sequence[Any] = ()
     models = {e.get("model") for e in entries if e.get("variant")}
     rows = []
     for entry in entries:
-        if entry.get("model") not in models:
+        if entry.get("model") not in models or entry.get("benchmark"):
             continue
         label = str(entry.get("provider", "?")) + (f"-{entry['variant']}" if entry.get("variant") else "")
         latency = {

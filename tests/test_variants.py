@@ -4,6 +4,7 @@ as its own item with a fitting metric; defects planted in real exports caught an
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -293,14 +294,19 @@ def test_a_variant_that_crashes_onnx_runtime_fails_its_item_and_the_session_goes
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-v", "--onnx-benchmark", "--benchmark-max-time=0.05"
+    )
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["*test_lstm?cpu? PASSED*", "*test_after PASSED*"])
     result.stdout.fnmatch_lines(["*test_lstm?cpu-fp16? *"])  # the variant's item ran, whatever its verdict
     if result.parseoutcomes().get("failed"):  # this ONNX Runtime crashes on the graph: named, in that item only
         result.stdout.fnmatch_lines(["*the fp16 variant * does not run in ONNX Runtime * on cpu: *SIGSEGV*"])
-        result.stdout.fnmatch_lines(["*test_lstm*cpu*fp16*ERROR"])  # in the variant table too
-        assert result.parseoutcomes()["failed"] == 1
+        result.stdout.fnmatch_lines(["*test_lstm*cpu*fp16*ERROR"])  # in the variant table too, once
+        rows = [line for line in result.outlines if re.search(r"::test_lstm\s+cpu\s+fp16\s.*ERROR$", line.rstrip())]
+        assert len(rows) == 1, rows  # the benchmark items' errors are not rows of their own
+        failed = [line for line in result.outlines if line.startswith("FAILED")]
+        assert len(failed) == result.parseoutcomes()["failed"] and all("fp16" in line for line in failed), failed
 
 
 def test_an_int8_margin_is_the_pooled_top1_not_the_lowest_input_set_on_the_way() -> None:

@@ -47,9 +47,10 @@ def infer(
             raise Crashed(f"ONNX Runtime hung for more than {TIMEOUT} s on this input (in a child process)") from None
         if done.returncode < 0:
             name = signal.Signals(-done.returncode).name
+            said = done.stderr.strip()[-500:]
             raise Crashed(
                 f"ONNX Runtime crashed with {name} on this input (in a child process, so only this check "
-                f"failed): {done.stderr.strip()[-500:]}"
+                f"failed){': ' + said if said else ''}"
             )
         if done.returncode != 0:
             raise Crashed(f"ONNX Runtime failed on this input: {done.stderr.strip()[-800:]}")
