@@ -170,7 +170,8 @@ class ParitySession:
         elif index == 0 and self.benchmark is not None:
             self.benchmark.parity[(model_key(node), report.provider, report.variant)] = (result.exported.path, report)
         node.stash[ITEM_ENTRIES].append(summary.plain({**report.to_dict(), "model": model_key(node)}))
-        node.user_properties.extend(summary.junit_properties(index, report))
+        item_variant = getattr(getattr(node, "callspec", None), "params", {}).get("_onnx_parity_variant")
+        node.user_properties.extend(summary.junit_properties(index, report, report.variant != item_variant))
         if not report.passed:
             raise ParityMismatch(report) from None
         if report.warnings and self.policy.strict:

@@ -42,9 +42,11 @@ def error_entry(
     return {**entry, "model": model or nodeid, "variant": variant}
 
 
-def junit_properties(index: int, report: ParityReport) -> list[tuple[str, Any]]:
-    """Key figures as JUnit ``user_properties`` (``--junitxml`` carries them)."""
+def junit_properties(index: int, report: ParityReport, call_variant: bool = False) -> list[tuple[str, Any]]:
+    """Key figures as JUnit ``user_properties`` (``--junitxml`` carries them); a variant checked in the test's own
+    item (named on the call only) gets its own names: ``onnx_parity[fp16].passed``."""
     prefix = "onnx_parity" if index == 0 else f"onnx_parity_{index}"
+    prefix += f"[{report.variant}]" if call_variant else ""
     worst = report.worst_output()
     props: dict[str, Any] = {
         "passed": report.passed,

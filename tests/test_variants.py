@@ -208,11 +208,20 @@ def test_variants_from_the_command_line_the_ini_file_and_a_call(pytester: pytest
         ("test_mlp[cpu-fp16]", "fp16"),
         ("test_mlp[cpu]", ""),
     ], "a variant named on the call and collected as an item is checked once, in its item"
-    inline = pytester.runpytest("-p", "no:cacheprovider", "-v", "--onnx-variants=optimized", "--onnx-report=i.json")
+    inline = pytester.runpytest(
+        "-p", "no:cacheprovider", "-v", "--onnx-variants=optimized", "--onnx-report=i.json", "--junitxml=j.xml"
+    )
     inline.assert_outcomes(passed=4)
     checks = json.loads((pytester.path / "i.json").read_text())["checks"]
     call = sorted(c["variant"] or "" for c in checks if c["nodeid"].endswith("test_call[cpu]"))
     assert call == ["", "fp16"], "a variant named on the call only is checked in the test's own item"
+    import xml.etree.ElementTree as ET
+
+    case = next(
+        c for c in ET.parse(pytester.path / "j.xml").getroot().iter("testcase") if c.get("name") == "test_call[cpu]"
+    )
+    names = [p.get("name") for p in case.iter("property")]
+    assert len(names) == len(set(names)) and {"onnx_parity.passed", "onnx_parity[fp16].passed"} <= set(names)
     bad = pytester.runpytest("-p", "no:cacheprovider", "--onnx-variants=int4")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--onnx-variants/onnx_parity_variants: 'int4' is not valid*unknown variant(s)*int4*"])
