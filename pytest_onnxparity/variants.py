@@ -122,14 +122,31 @@ def build(
             f"building the {variant} variant of {base.path} failed: {type(exc).__name__}: {exc}"[:1500]
         ) from exc
     info = graph.inspect(path, user_file=False, validate=False)
+    warnings = base.warnings
+    if variant.startswith("int8") and not _quantized(path):
+        warnings += (
+            f"the {variant} variant has no quantized node ({tool} left every op in float32): it passes as the "
+            "export does, and nothing in int8 was checked",
+        )
     return dataclasses.replace(
         base,
+        warnings=warnings,
         path=str(path),
         exporter=f"{base.exporter}, then {tool}",
         graph=info,
         seconds=base.seconds + time.perf_counter() - start,
         variant=variant,
         base_path=base.path,
+    )
+
+
+def _quantized(path: Path) -> bool:
+    """Whether the graph has a node of ONNX Runtime's quantized kernels (QDQ pairs, *Integer, QLinear*, Q*)."""
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    return any(
+        "Quant" in op or op.endswith("Integer") or op.startswith(("QLinear", "QGemm", "QAttention")) for op in ops
     )
 
 

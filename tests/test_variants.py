@@ -412,3 +412,22 @@ def test_top_k_counts_reference_ties_as_agreement_and_an_all_zero_reference_has_
     assert metrics.measure(np.zeros(4, np.float32), np.zeros(4, np.float32))[0] == {"cosine": 1.0, "snr_db": np.inf}
     assert "top1" not in metrics.thresholds("int8-dynamic", "hidden", {}, ndim=3)
     assert metrics.thresholds("int8-dynamic", "logits", {}, ndim=2)["top1"] == 0.9
+
+
+def test_an_int8_variant_the_quantizer_left_in_float32_is_a_warning_not_a_silent_pass(tmp_path) -> None:
+    """quantize_dynamic quantizes MatMul/Conv/Gather/...: a model of element-wise ops comes back unchanged, so its
+    'int8' check would only repeat the export's. Said, and a failure under strict."""
+    import torch
+
+    from pytest_onnxparity import check
+    from sample_models.torch_models import build
+
+    class Elementwise(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(x) * 2 + 1
+
+    report = check(Elementwise().eval(), torch.randn(2, 8), variant="int8-dynamic", workdir=tmp_path / "e")
+    assert any("has no quantized node" in w for w in report.warnings), report.warnings
+    model, example, options = build("mlp")
+    report = check(model, example, variant="int8-dynamic", workdir=tmp_path / "mlp", **options)
+    assert not any("quantized node" in w for w in report.warnings)

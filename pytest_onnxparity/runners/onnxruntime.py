@@ -14,8 +14,10 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,11 +184,14 @@ class OrtRunner:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         self.log: list[str] = []
-        self._host_dir = tempfile.TemporaryDirectory(prefix="onnxparity_bf16_")
+        # Edited copies of the graph (extra outputs, bf16 hosted as float32) live as long as this runner; removed
+        # when it goes (quietly: a runner has no close(), and TemporaryDirectory would warn at garbage collection).
+        host_dir = Path(tempfile.mkdtemp(prefix="onnxparity_graph_"))
+        weakref.finalize(self, shutil.rmtree, host_dir, ignore_errors=True)
         runnable = self.path
         if extra_outputs:
-            runnable = graph_edits.with_outputs(runnable, extra_outputs, Path(self._host_dir.name) / "outputs.onnx")
-        runnable, self._bf16_outputs = graph_edits.host_types(runnable, Path(self._host_dir.name))
+            runnable = graph_edits.with_outputs(runnable, extra_outputs, host_dir / "outputs.onnx")
+        runnable, self._bf16_outputs = graph_edits.host_types(runnable, host_dir)
         self.session, used = open_session(runnable, provider, self.options, so, self.log)
         self.placement = Placement(used)
         self.precision = precision.precision(provider, self.options)
