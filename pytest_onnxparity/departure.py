@@ -66,9 +66,16 @@ class Fp16Scan:
 
 
 def overflow(
-    value: str, base: Any, mine: Any, inputs: list[str], theirs: Mapping[str, Any], ours: Mapping[str, Any]
+    value: str,
+    base: Any,
+    mine: Any,
+    inputs: list[str],
+    theirs: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    fp16: bool = True,
 ) -> str | None:
-    """Why ``value`` is Inf/NaN in float16 where the export's is finite (None if it is not)."""
+    """Why ``value`` is Inf/NaN in the variant (float16 when ``fp16``) where the export's is finite (None if it is
+    not)."""
     import numpy as np
 
     if base is None or mine is None or base.shape != mine.shape or base.dtype.kind != "f":
@@ -78,6 +85,11 @@ def overflow(
         return None
     peak = float(np.abs(base[np.isfinite(base)]).max(initial=0.0))
     where = f"its output {value!r} is Inf/NaN at {int(broken.sum())} position(s) where the float32 export's is finite"
+    if not fp16:  # int8: a quantize/dequantize pair whose scale or zero point is not finite, typically
+        return (
+            f"{where} (in a quantized graph: a scale or zero point that is not finite, as when calibration saw an "
+            "infinite value such as a -inf attention mask)"
+        )
     if peak > FP16_MAX:
         return f"{where}; its float32 values reach {peak:.4g}, past float16's largest finite value {FP16_MAX:g}"
     for name in inputs:
@@ -107,6 +119,7 @@ def departure(
     whose cosine similarity falls below a tenth of the way from the variant's threshold to zero; else the first
     value past 10x its tolerance (failing that, the value that departs most).
     """
+    import numpy as np
     import onnx
 
     from .localize import CLEAR, Divergence
@@ -132,7 +145,7 @@ def departure(
             a, b = theirs.get(value), mine.get(value)
             if a is None or b is None or a.shape != b.shape or a.dtype.kind != "f" or b.dtype.kind != "f":
                 continue
-            cause = overflow(value, a, b, list(node.input), theirs, mine)
+            cause = overflow(value, a, b, list(node.input), theirs, mine, exported.variant == "fp16")
             badness, why = (float("inf"), cause) if cause else _departs(a, b, policy, value)
             if worst is None or badness > worst[0]:
                 worst = (badness, node, value, why)
@@ -146,7 +159,8 @@ def departure(
     found.module = scopes.node_modules(base, [name for name, _, _ in records]).get(node.name)
     found.module_type = {name: kind for name, kind, _ in records}.get(found.module or "")
     found.stage_detail += f"; {why}"
-    diff = float(abs(theirs[value].astype("float64") - mine[value].astype("float64")).max())
+    with np.errstate(invalid="ignore"):  # Inf - Inf where both overflow
+        diff = float(abs(theirs[value].astype("float64") - mine[value].astype("float64")).max())
     found.max_abs_diff = diff if diff < float("inf") else 0.0  # an overflow is said in words
     return found
 

@@ -73,7 +73,7 @@ class Divergence:
         )
         text = f"first divergence: {where}"
         if self.max_abs_diff:
-            text += f": max abs diff {self.max_abs_diff:.3g} (allowed {self.allowed:.3g})"
+            text += f": max abs diff {self.max_abs_diff:.3g}{f' (allowed {self.allowed:.3g})' if self.allowed else ''}"
         text += f"; {self.stage}" + (f" ({self.stage_detail})" if self.stage_detail else "")
         return text + (f"; {self.differences[0]}" if self.differences else "")
 

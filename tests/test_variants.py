@@ -431,3 +431,56 @@ def test_an_int8_variant_the_quantizer_left_in_float32_is_a_warning_not_a_silent
     model, example, options = build("mlp")
     report = check(model, example, variant="int8-dynamic", workdir=tmp_path / "mlp", **options)
     assert not any("quantized node" in w for w in report.warnings)
+
+
+def test_int8_dynamic_of_a_tied_square_linear_is_caught_as_onnx_runtime_quantizes_it_wrong(tmp_path) -> None:
+    """A real defect no one planted: onnxruntime 1.24's quantize_dynamic turns Gemm(transB=1) into MatMulInteger;
+    when two Gemms share one square weight (a tied Linear), one of them gets the weight untransposed: x @ W, not
+    x @ W.T (with a non-square weight the graph does not even load). The sample encoder's out_proj hits the same.
+    Judged against ONNX Runtime's own run of the two graphs, so the test stays true once the quantizer is fixed."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from pytest_onnxparity import check
+
+    class Tied(torch.nn.Module):
+        def __init__(self, tied: bool) -> None:
+            super().__init__()
+            self.block = torch.nn.Linear(16, 16)
+            self.again = self.block if tied else torch.nn.Linear(16, 16)
+            self.head = torch.nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.relu(self.again(torch.relu(self.block(x)))))
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 16)
+    untied = check(Tied(False).eval(), x, variant="int8-dynamic", workdir=tmp_path / "untied")
+    assert untied.passed, untied.failure
+    report = check(Tied(True).eval(), x, variant="int8-dynamic", workdir=tmp_path / "tied")
+    feed = {"x": x.numpy()}
+    export, variant = (
+        ort.InferenceSession(str(p)).run(None, feed)[0] for p in (tmp_path / "tied" / "model.onnx", report.onnx_path)
+    )
+    cosine = float((export * variant).sum() / np.linalg.norm(export) / np.linalg.norm(variant))
+    if cosine > 0.99:  # this ONNX Runtime quantizes tied weights right: nothing to catch
+        assert report.passed, report.failure
+        return
+    assert not report.passed and report.failure.kind == "metrics", report.failure
+    divergence = report.first_divergence
+    assert divergence["module"] == "block" and divergence["op_types"] == ["Gemm"], divergence["line"]
+    assert "cosine" in divergence["stage_detail"] and "allowed" not in divergence["line"]
+
+
+def test_a_non_finite_value_in_an_int8_graph_is_not_blamed_on_float16() -> None:
+    """quantize_static calibrated on a -inf attention mask computes a NaN zero point (the sample encoder's
+    int8-static variant): the departure names the value without float16's reasons."""
+    import numpy as np
+
+    from pytest_onnxparity.departure import overflow
+
+    base, mine = np.array([1.0, -3.0e38, 2.0], np.float32), np.array([1.0, np.nan, 2.0], np.float32)
+    int8 = overflow("scores", base, mine, [], {}, {}, fp16=False)
+    assert int8 is not None and "1 position(s)" in int8 and "float16" not in int8 and "scale or zero point" in int8
+    assert "past float16's largest finite value" in (overflow("scores", base, mine, [], {}, {}) or "")
