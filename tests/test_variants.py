@@ -484,3 +484,25 @@ def test_a_non_finite_value_in_an_int8_graph_is_not_blamed_on_float16() -> None:
     int8 = overflow("scores", base, mine, [], {}, {}, fp16=False)
     assert int8 is not None and "1 position(s)" in int8 and "float16" not in int8 and "scale or zero point" in int8
     assert "past float16's largest finite value" in (overflow("scores", base, mine, [], {}, {}) or "")
+
+
+def test_int8_static_calibrates_each_graph_input_with_its_own_tensor_when_the_export_dropped_one(tmp_path) -> None:
+    """The TorchScript exporter drops an input the model ignores: the graph takes (x, y) of the model's
+    (x, unused, y). Calibration data follows the interface match, not positions (y got unused's (2, 3) tensor)."""
+    import torch
+
+    from pytest_onnxparity import check
+
+    class Dropped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(8, 4), torch.nn.Linear(6, 4)
+
+        def forward(self, x: torch.Tensor, unused: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.a(x) + self.b(y)
+
+    torch.manual_seed(0)
+    example = (torch.randn(2, 8), torch.randn(2, 3), torch.randn(2, 6))
+    report = check(Dropped().eval(), example, variant="int8-static", exporter="torchscript", workdir=tmp_path)
+    assert any("does not take input(s) ['unused']" in w for w in report.warnings)
+    assert report.outputs[0].metrics["cosine"] > 0.95, report.outputs[0].metrics  # built, calibrated, judged
