@@ -133,4 +133,4 @@ def thresholds(
     chosen.update({k: float(v) for k, v in named.items() if k in NAMES})
     if ndim != 2:
         chosen = {k: v for k, v in chosen.items() if k not in TOP_K or k in named}
-    return chosen
+    return {k: v for k, v in chosen.items() if k not in TOP_K or v > 0}  # top-k at 0: not judged (an embedding)

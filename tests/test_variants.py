@@ -412,6 +412,8 @@ def test_top_k_counts_reference_ties_as_agreement_and_an_all_zero_reference_has_
     assert metrics.measure(np.zeros(4, np.float32), np.zeros(4, np.float32))[0] == {"cosine": 1.0, "snr_db": np.inf}
     assert "top1" not in metrics.thresholds("int8-dynamic", "hidden", {}, ndim=3)
     assert metrics.thresholds("int8-dynamic", "logits", {}, ndim=2)["top1"] == 0.9
+    off = metrics.thresholds("int8-dynamic", "embedding", {"int8-dynamic": {"embedding": {"top1": 0, "top5": 0}}})
+    assert set(off) == {"cosine", "snr_db"}  # a (rows, features) embedding opts out of top-k
 
 
 def test_an_int8_variant_the_quantizer_left_in_float32_is_a_warning_not_a_silent_pass(tmp_path) -> None:
