@@ -30,24 +30,32 @@ FP16_MAX = 65504.0
 FP16_TINY = 6.103515625e-05
 
 
-class Fp16Scan:
-    """The fp16 variant's intermediate values on one input set against the export's (both on the CPU provider)."""
+class _Pair:
+    """A variant and the export it was built from, both on the CPU provider with optimizations off, returning the
+    intermediate values both graphs compute; ``base`` is the export's graph (its node order is the walk's)."""
 
     def __init__(self, exported: ExportedModel, feed_names: Mapping[str, str]) -> None:
         import onnx
 
         assert exported.base_path is not None
-        base = onnx.load(exported.base_path, load_external_data=False)
-        mine = onnx.load(exported.path, load_external_data=False)
-        made = {v for node in mine.graph.node for v in node.output}
-        self.nodes = [(n.name, n.op_type, list(n.input), list(n.output)) for n in base.graph.node]
-        shared = [v for _, _, _, outs in self.nodes for v in outs if v in made]
-        self.base = OrtRunner(
-            exported.base_path, "cpu", optimization="disabled", feed_names=feed_names, extra_outputs=shared
+        self.base = onnx.load(exported.base_path, load_external_data=False)
+        made = {v for node in onnx.load(exported.path, load_external_data=False).graph.node for v in node.output}
+        shared = [v for node in self.base.graph.node for v in node.output if v and v in made]
+        self._theirs, self._mine = (
+            OrtRunner(path, "cpu", optimization="disabled", feed_names=feed_names, extra_outputs=shared)
+            for path in (exported.base_path, exported.path)
         )
-        self.mine = OrtRunner(
-            exported.path, "cpu", optimization="disabled", feed_names=feed_names, extra_outputs=shared
-        )
+
+    def infer(self, feed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the export's values, the variant's values) on ``feed``."""
+        return self._theirs.infer(feed), self._mine.infer(feed)
+
+
+class Fp16Scan:
+    """The fp16 variant's intermediate values on one input set against the export's (both on the CPU provider)."""
+
+    def __init__(self, exported: ExportedModel, feed_names: Mapping[str, str]) -> None:
+        self.pair = _Pair(exported, feed_names)
 
     @staticmethod
     def applies(exported: ExportedModel) -> bool:
@@ -56,12 +64,12 @@ class Fp16Scan:
 
     def __call__(self, feed: Mapping[str, Any]) -> str | None:
         """None, or which node's float16 output is Inf/NaN where the export's is finite, and why."""
-        theirs, mine = self.base.infer(feed), self.mine.infer(feed)
-        for name, op, inputs, outputs in self.nodes:
-            for value in outputs:
-                cause = overflow(value, theirs.get(value), mine.get(value), inputs, theirs, mine)
+        theirs, mine = self.pair.infer(feed)
+        for node in self.pair.base.graph.node:
+            for value in node.output:
+                cause = overflow(value, theirs.get(value), mine.get(value), list(node.input), theirs, mine)
                 if cause is not None:
-                    return f"fp16 overflow at node {name!r} ({op}): {cause}"
+                    return f"fp16 overflow at node {node.name!r} ({node.op_type}): {cause}"
         return None
 
 
@@ -120,24 +128,20 @@ def departure(
     value past 10x its tolerance (failing that, the value that departs most).
     """
     import numpy as np
-    import onnx
 
     from .localize import CLEAR, Divergence
 
-    assert exported.base_path is not None and exported.variant is not None
+    assert exported.variant is not None
     found = Divergence(stage="variant")
-    base = onnx.load(exported.base_path, load_external_data=False)
+    pair = _Pair(exported, {})
+    base = pair.base
     base_policy = dataclasses.replace(policy, variant=None, variant_metrics={}, precision_default=None)
-    names = [v for node in base.graph.node for v in node.output if v]
-    theirs = OrtRunner(exported.base_path, "cpu", optimization="disabled", extra_outputs=names).infer(feed)
+    theirs, mine = pair.infer(feed)
     export_out = {o.name: theirs[o.name] for o in base.graph.output}
     on_reference = {r: context[r] for r in reference if r in context}
     if not compare(reference, export_out, base_policy, check_names=False, context=on_reference).passed:
         found.stage, found.stage_detail = "conversion", "the export the variant was built from differs here too"
         return found
-    made = {v for node in onnx.load(exported.path, load_external_data=False).graph.node for v in node.output}
-    shared = [v for v in names if v in made]
-    mine = OrtRunner(exported.path, "cpu", optimization="disabled", extra_outputs=shared).infer(feed)
     found.stage_detail = f"the {exported.variant} variant departs from the export it was built from"
     worst: tuple[float, Any, str, str] | None = None
     for node in base.graph.node:

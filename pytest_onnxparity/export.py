@@ -86,23 +86,15 @@ def export(
 
 
 def cache_key(
-    test: str,
-    prepared: PreparedModel,
-    dynamic_axes: Mapping[str, Mapping[int, str]],
-    options: CheckOptions,
-    persistent: bool = False,
+    test: str, prepared: PreparedModel, dynamic_axes: Mapping[str, Mapping[int, str]], options: CheckOptions
 ) -> str | None:
-    """What makes two checks' exports the same graph; None when the model cannot be fingerprinted.
+    """What makes two checks' exports the same graph within a session; None when the model cannot be fingerprinted.
 
-    A user's ``onnx_model=`` file is keyed by its content alone (read once per session; never stored). A
-    ``persistent`` key (``--onnx-cache-dir``, across sessions) adds the versions of the framework, exporter
-    and onnx, and the source files of the model's classes: a changed line of model code is another key.
+    A user's ``onnx_model=`` file is keyed by its content alone (read once per session; never stored).
     """
     import hashlib
     import json
 
-    if options.onnx_model is not None and persistent:
-        return None
     if options.onnx_model is not None:
         file = Path(options.onnx_model)
         if not file.is_file():
@@ -123,10 +115,21 @@ def cache_key(
         options.signature,
         list(prepared.output_names),
     ]
-    if persistent:
-        import onnx
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
-        parts += [prepared.versions(), onnx.__version__, _source_digest(getattr(prepared, "model", None))]
+
+def persistent_key(key: str | None, prepared: PreparedModel, options: CheckOptions) -> str | None:
+    """The key across sessions (``--onnx-cache-dir``): the session's ``key`` (weights already hashed in it) plus
+    the versions of the framework, exporter and onnx, and the source files of the model's classes: a changed line
+    of model code is another key. None for a user's file (never stored) or a model without a key."""
+    import hashlib
+    import json
+
+    import onnx
+
+    if key is None or options.onnx_model is not None:
+        return None
+    parts = [key, prepared.versions(), onnx.__version__, _source_digest(getattr(prepared, "model", None))]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -197,7 +200,7 @@ class ExportCache:
                 return dataclasses.replace(hit, origin="reused", seconds=0.0, key=key)
             entry = None
             if self.directory is not None:
-                stored = cache_key(test, prepared, axes, options, persistent=True)
+                stored = persistent_key(key, prepared, options)
                 entry = None if stored is None else self.directory / stored
             exported = None if fresh or entry is None else _read_cached(entry)
             if exported is None:

@@ -27,6 +27,8 @@ class GraphInfo:
     input_dtypes: dict[str, str]
     #: Graph outputs that are indices (ArgMax, ArgMin, TopK): output -> (the values indexed, axis).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    #: The op types of the graph's nodes.
+    op_types: frozenset[str] = frozenset()
 
     def dims(self) -> dict[str, Dims]:
         """Declared dims of every input and output, by graph name."""
@@ -120,6 +122,7 @@ def inspect(path: str | os.PathLike[str], user_file: bool, validate: bool = True
         output_dims={o.name: _dims(o) for o in model.graph.output},
         input_dtypes={i.name: _dtype(i) for i in inputs},
         index_sources=_index_sources(model),
+        op_types=frozenset(node.op_type for node in model.graph.node),
     )
 
 

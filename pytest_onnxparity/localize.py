@@ -155,7 +155,7 @@ def localize(
         exported.path, feed, reference, policy, provider, options, ours_is_reference, case
     )
     if found.stage == "provider" and time.monotonic() < deadline:
-        _first_node(found, exported.path, provider, options, feed, policy, everything)
+        _first_node(found, exported.path, graph, provider, options, feed, policy, everything)
     elif found.stage == "conversion" and time.monotonic() < deadline:
         runner = OrtRunner(exported.path, "cpu", optimization="disabled", extra_outputs=everything)
         values = {**feed, **runner.infer(feed)}  # graph inputs too: the repro subgraph may take them
@@ -271,19 +271,19 @@ def _best_match(
 def _first_node(
     found: Divergence,
     path: str,
+    graph: Any,
     provider: str,
     options: Mapping[str, str],
     feed: dict[str, Any],
     policy: TolerancePolicy,
     everything: list[str],
 ) -> None:
-    """The first node (graph order) whose output on ``provider`` differs from ONNX Runtime's CPU provider's."""
-    import onnx
-
+    """The first node (graph order of ``graph``, the model at ``path``) whose output on ``provider`` differs from
+    ONNX Runtime's CPU provider's."""
     target = OrtRunner(path, provider, options, extra_outputs=everything, profile=provider != "cpu")
     mine = target.infer(feed)
     theirs = {**feed, **OrtRunner(path, "cpu", extra_outputs=everything).infer(feed)}
-    for node in onnx.load(path, load_external_data=False).graph.node:
+    for node in graph.graph.node:
         for value in node.output:
             a, b = mine.get(value), theirs.get(value)
             if a is None or b is None or a.shape != b.shape or a.dtype.kind != "f":

@@ -123,9 +123,7 @@ class Probe:
             timings=timings,
             memo=memo if exported.key else None,
             memo_scope=(exported.key, device, options.mask_holes),
-            fp16_scan=Fp16Scan(exported, target.feed_names)
-            if exported.variant == "fp16" and exported.base_path
-            else None,
+            fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
