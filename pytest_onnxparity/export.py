@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import graph
+from .errors import OnnxParityError
 
 if TYPE_CHECKING:
     from .adapters import PreparedModel
@@ -202,55 +203,91 @@ class ExportCache:
             if self.directory is not None:
                 stored = persistent_key(key, prepared, options)
                 entry = None if stored is None else self.directory / stored
-            exported = None if fresh or entry is None else _read_cached(entry)
+            exported, problems = None, []
+            if not fresh and entry is not None:
+                exported, unreadable = _read_cached(entry)
+                problems += [unreadable] if unreadable else []
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
                 self.exports_run.append(key or test)
                 if entry is not None:
-                    _write_cached(entry, exported)
+                    unwritten = _write_cached(entry, exported)
+                    problems += [unwritten] if unwritten else []
             exported = dataclasses.replace(exported, key=key)
             if key is not None:
-                self._exports[key] = exported
-            return exported
+                self._exports[key] = exported  # what later items reuse: the cache's troubles are this item's only
+            return dataclasses.replace(exported, warnings=(*exported.warnings, *problems)) if problems else exported
 
         return get
 
 
-def _read_cached(entry: Path) -> ExportedModel | None:
+def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
+    """The export an ``--onnx-cache-dir`` entry holds (None: no entry), or None and why it cannot be read (a
+    truncated file, a protobuf this onnx cannot parse, a hand-edited record): the cache only saves time, so an
+    entry it cannot use is a miss that a fresh export replaces, never the check's failure."""
     import json
+    import textwrap
 
     meta = entry / "meta.json"
     if not meta.is_file():
-        return None
-    recorded = json.loads(meta.read_text())
-    info = graph.inspect(entry / "model.onnx", user_file=False)
-    return ExportedModel(
-        str(entry / "model.onnx"),
-        recorded["exporter"],
-        tuple(recorded["notes"]),
-        tuple(recorded["warnings"]),
-        info,
-        "cached",
-    )
+        return None, None
+    try:
+        recorded = json.loads(meta.read_text())
+        info = graph.inspect(entry / "model.onnx", user_file=False)
+        exported = ExportedModel(
+            str(entry / "model.onnx"),
+            recorded["exporter"],
+            tuple(recorded["notes"]),
+            tuple(recorded["warnings"]),
+            info,
+            "cached",
+        )
+    except (OSError, ValueError, KeyError, TypeError, OnnxParityError) as exc:
+        reason = textwrap.shorten(str(exc).replace(str(entry / "model.onnx"), "model.onnx"), 300, placeholder=" ...")
+        return None, (
+            f"the --onnx-cache-dir entry {entry} could not be read ({type(exc).__name__}: {reason}); "
+            "the model was exported afresh"
+        )
+    return exported, None
 
 
-def _write_cached(entry: Path, exported: ExportedModel) -> None:
-    """Write ``entry`` whole or not at all: a temporary directory beside it, renamed into place."""
+def _write_cached(entry: Path, exported: ExportedModel) -> str | None:
+    """Write ``entry`` whole or not at all: the model file and the external data files it names are copied into a
+    temporary directory beside it, renamed into place. None when written, else why not (a warning: the check
+    itself ran on the fresh export)."""
     import json
     import os
     import shutil
     import tempfile
 
-    import onnx
-
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    onnx.save(onnx.load(exported.path), str(staging / "model.onnx"))  # one self-contained file
-    record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
-    (staging / "meta.json").write_text(json.dumps(record))
-    if (entry / "meta.json").is_file():  # a stale entry of ours (a fresh export replaces it)
-        shutil.rmtree(entry)
+    staging: Path | None = None
     try:
-        os.replace(staging, entry)
-    except OSError:  # another xdist worker wrote the same entry first: keep theirs
-        shutil.rmtree(staging, ignore_errors=True)
+        source = Path(exported.path)
+        files = graph.external_files(source)
+        outside = sorted(f for f in files if Path(f).is_absolute() or ".." in Path(f).parts)
+        if outside:
+            raise ValueError(f"its external data files {outside} lie outside the model's folder")
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache from the other users of it
+        shutil.copyfile(source, staging / "model.onnx")
+        for name in files:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.parent / name, staging / name)
+        record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
+        (staging / "meta.json").write_text(json.dumps(record))
+        if entry.is_dir():  # a stale or unreadable entry (the fresh export replaces it)
+            shutil.rmtree(entry)
+        try:
+            os.replace(staging, entry)
+            staging = None
+        except OSError:  # another xdist worker wrote the same entry first: keep theirs
+            pass
+    except Exception as exc:
+        return f"the export could not be written to the --onnx-cache-dir entry {entry} ({type(exc).__name__}: {exc})"
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return None

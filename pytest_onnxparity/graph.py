@@ -50,19 +50,22 @@ def _dims(value: Any) -> Dims:
     ]
 
 
-def file_size(path: str | os.PathLike[str]) -> int | None:
-    """Bytes of a model on disk: the .onnx file and the external data files its tensors name."""
+def external_files(path: str | os.PathLike[str]) -> set[str]:
+    """The external data files a model's initializers name, relative to the model's folder (a model over 2 GB
+    cannot be one protobuf: its weights live beside it)."""
     import onnx
 
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return {
+        entry.value for tensor in model.graph.initializer for entry in tensor.external_data if entry.key == "location"
+    }
+
+
+def file_size(path: str | os.PathLike[str]) -> int | None:
+    """Bytes of a model on disk: the .onnx file and the external data files its tensors name."""
     try:
-        model = onnx.load(os.fspath(path), load_external_data=False)
-        files = {
-            entry.value
-            for tensor in model.graph.initializer
-            for entry in tensor.external_data
-            if entry.key == "location"
-        }
         folder = Path(path).parent
+        files = external_files(path)
         return os.path.getsize(path) + sum(os.path.getsize(folder / f) for f in files if (folder / f).is_file())
     except Exception:  # a size is a figure for the table, never a reason to fail a check
         return None

@@ -41,6 +41,14 @@ def _frameworks_loaded() -> None:
             pass
 
 
+@pytest.fixture(autouse=True)
+def _inner_sessions_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``pytest tests -n 2`` a worker's environment would tell pytest-benchmark in pytester's inner sessions
+    that they are xdist workers too, and it would turn itself off there."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """``exported(name)``: a sample model's ONNX file (``keras/cnn`` for Keras), exported once per session."""

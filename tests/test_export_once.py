@@ -126,3 +126,73 @@ def test_phase_timings_in_the_report_and_with_verbose(pytester: pytest.Pytester)
     (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
     assert {"export", "sessions", "inputs", "reference", "onnxruntime", "compare", "search"} <= set(check["timings"])
     assert all(seconds >= 0 for seconds in check["timings"].values())
+
+
+def test_an_unreadable_cache_entry_is_a_miss_that_a_fresh_export_replaces(pytester: pytest.Pytester) -> None:
+    """A truncated graph, a broken record or a missing file in --onnx-cache-dir never fails the check: the model is
+    exported afresh, a warning names the entry, and the entry is rewritten (the next run reads it again)."""
+    pytester.makepyfile(test_cached=CACHED.format(change=""))
+    args = ("-p", "no:cacheprovider", "--onnx-cache-dir=cache", "--onnx-report=r.json")
+
+    def run() -> dict:
+        pytester.runpytest(*args).assert_outcomes(passed=1)
+        (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+        return check
+
+    assert run()["export_origin"] == "exported"
+    (entry,) = (pytester.path / "cache").iterdir()
+    graph = (entry / "model.onnx").read_bytes()
+    for corrupt, reason in (
+        (lambda: (entry / "model.onnx").write_bytes(graph[:100]), "does not parse as an ONNX protobuf"),
+        (lambda: (entry / "meta.json").write_text("{not json"), "JSONDecodeError"),
+        (lambda: (entry / "meta.json").write_text("[]"), "TypeError"),
+        ((entry / "model.onnx").unlink, "does not exist"),
+    ):
+        corrupt()
+        check = run()
+        assert check["passed"] and check["export_origin"] == "exported"
+        (warning,) = [w for w in check["warnings"] if "--onnx-cache-dir" in w]
+        assert f"the --onnx-cache-dir entry {entry} could not be read" in warning and reason in warning
+        assert "exported afresh" in warning
+        assert run()["export_origin"] == "cached"  # rewritten whole
+    assert [p.name for p in (pytester.path / "cache").iterdir()] == [entry.name]  # no staging left behind
+
+
+def test_a_cache_entry_carries_external_weights_and_a_failed_write_is_a_reason(tmp_path) -> None:
+    """A model whose weights live beside it (any model over 2 GB) is cached with them; a write that fails says why."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pytest_onnxparity import graph
+    from pytest_onnxparity.export import ExportedModel, _read_cached, _write_cached
+
+    weights = np.arange(12, dtype=np.float32).reshape(4, 3)
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+            [numpy_helper.from_array(weights, "w")],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=9,
+    )
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    onnx.save(model, str(export_dir / "model.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    assert graph.external_files(export_dir / "model.onnx") == {"w.bin"}
+    path = str(export_dir / "model.onnx")
+    exported = ExportedModel(path, "test", ("a note",), (), graph.inspect(path, user_file=False), "exported")
+    entry = tmp_path / "cache" / "key"
+    assert _write_cached(entry, exported) is None
+    (export_dir / "w.bin").unlink()  # the entry must not lean on the export's folder
+    cached, problem = _read_cached(entry)
+    assert problem is None and cached is not None and cached.origin == "cached" and cached.notes == ("a note",)
+    loaded = onnx.load(cached.path)  # external data resolved beside the entry's model file
+    np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), weights)
+    # the export is gone (a moved temporary directory): the write fails with the reason, leaving nothing half-written
+    problem = _write_cached(tmp_path / "cache" / "other", exported)
+    assert problem is not None and "could not be written to the --onnx-cache-dir entry" in problem
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["key"]
