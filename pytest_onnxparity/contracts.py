@@ -120,7 +120,10 @@ def before_running(probe: Probe, info: GraphInfo, dynamic_axes: Mapping[str, Map
     fixed = graph_fixes_dynamic_axes(info, dynamic_axes)
     if fixed:
         return _fixed_in_graph(probe, fixed)
-    first, second = probe.reference.infer(probe.example), probe.reference.infer(probe.example)
+    example = inputs.example_recipe(probe.specs)
+    repeated = probe.reference_known(example)  # an earlier item of the model ran the example twice already
+    first = probe.reference_on(example)
+    second = first if repeated else probe.reference.infer(probe.example)
     for name, value in first.items():
         if value.tobytes() != second[name].tobytes():
             raise OnnxParityError(
@@ -135,7 +138,7 @@ def before_running(probe: Probe, info: GraphInfo, dynamic_axes: Mapping[str, Map
         "one wider batch", tuple((d, n + 1 if d in batch else n) for d, n in sizes.items()), "normal", 1.0, 99
     )
     try:
-        wider_outputs = probe.reference.infer(inputs.materialize(wider, probe.specs, probe.example))
+        wider_outputs = probe.reference_on(wider)
     except ModelRejected:
         return None  # the model's own batch contract is judged later, over every batch size
     return output_batch_fixed(info, first, wider_outputs)

@@ -203,20 +203,17 @@ class ExportCache:
             if self.directory is not None:
                 stored = persistent_key(key, prepared, options)
                 entry = None if stored is None else self.directory / stored
-            exported, problems = None, []
-            if not fresh and entry is not None:
-                exported, unreadable = _read_cached(entry)
-                problems += [unreadable] if unreadable else []
+            exported, unreadable = (None, None) if fresh or entry is None else _read_cached(entry)
+            unwritten = None
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
                 self.exports_run.append(key or test)
-                if entry is not None:
-                    unwritten = _write_cached(entry, exported)
-                    problems += [unwritten] if unwritten else []
+                unwritten = None if entry is None else _write_cached(entry, exported)
             exported = dataclasses.replace(exported, key=key)
             if key is not None:
                 self._exports[key] = exported  # what later items reuse: the cache's troubles are this item's only
-            return dataclasses.replace(exported, warnings=(*exported.warnings, *problems)) if problems else exported
+            problems = tuple(p for p in (unreadable, unwritten) if p)
+            return dataclasses.replace(exported, warnings=exported.warnings + problems) if problems else exported
 
         return get
 

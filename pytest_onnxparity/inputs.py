@@ -88,6 +88,12 @@ def axis_plan(specs: list[TensorSpec], options: CheckOptions, limits: Mapping[st
     return plan
 
 
+def example_recipe(specs: list[TensorSpec]) -> Recipe:
+    """The example itself, as a recipe: the first edge case."""
+    sizes, _ = dim_sizes(specs)
+    return Recipe("example", tuple(sizes.items()), "example", 1.0, 0)
+
+
 def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> list[Recipe]:
     """The fixed cases that always run, before anything generated, cheapest first."""
     sizes, batch = dim_sizes(specs)
@@ -96,7 +102,7 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
     def dims(**override: int) -> tuple[tuple[str, int], ...]:
         return tuple((dim, override.get(dim, n)) for dim, n in sizes.items())
 
-    recipes = [Recipe("example", dims(), "example", 1.0, 0)]
+    recipes = [example_recipe(specs)]
     on = options.edge_cases
     plain = options.input_patterns[0] if options.input_patterns else "normal"
     if not batch:  # nothing batch-dynamic (dynamic_axes={}): the example's shapes only

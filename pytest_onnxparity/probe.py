@@ -193,6 +193,16 @@ class Probe:
             return self.reference.infer(feed)
         return self.memo.get((*self.memo_scope, recipe), lambda: self.reference.infer(feed))
 
+    def reference_on(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """The reference's outputs on ``recipe``, memoized like the search's (ModelRejected where the model raises)."""
+        feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
+        with self.timings.phase("reference"):
+            return self._reference(recipe, feed)
+
+    def reference_known(self, recipe: Recipe) -> bool:
+        """An earlier item of this model (another provider, a variant) already ran the reference on ``recipe``."""
+        return self.memo is not None and (*self.memo_scope, recipe) in self.memo
+
     def _context(self, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, OutputContext]:
         pads = {} if self.include_padding else context.padding(feed, self.specs, reference, self.declared)
         return {name: OutputContext(exclude=pads.get(name)) for name in reference}

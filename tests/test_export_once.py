@@ -196,3 +196,41 @@ def test_a_cache_entry_carries_external_weights_and_a_failed_write_is_a_reason(t
     problem = _write_cached(tmp_path / "cache" / "other", exported)
     assert problem is not None and "could not be written to the --onnx-cache-dir entry" in problem
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["key"]
+
+
+COUNTED = """
+import torch
+
+CALLS = []
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(4, 3)
+    def forward(self, x):
+        if not torch.compiler.is_compiling():
+            CALLS.append(x.shape[0])
+        return torch.tanh(self.fc(x))
+
+def test_net(onnx_parity, request):
+    CALLS.clear()
+    report = onnx_parity(Net().eval(), torch.randn(2, 4), examples=5)
+    print(f"\\nFORWARD {request.node.callspec.params['onnx_parity_provider']} {len(CALLS)} {report.examples}")
+"""
+
+
+def test_a_models_provider_items_share_its_reference_runs(pytester: pytest.Pytester) -> None:
+    """The second provider's item runs the framework once (preparing the model), never on an input set or on the
+    contracts' inputs: the first item's outputs serve it, and the determinism check it already passed stands."""
+    pytester.makeconftest(COUNTING_CONFTEST)
+    pytester.makepyfile(test_counted=COUNTED)
+    result = pytester.runpytest("--onnx-providers=cpu,standin", "-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    printed = [line.split()[1:] for line in result.outlines if line.startswith("FORWARD")]
+    calls = {provider: (int(forwards), int(examples)) for provider, forwards, examples in printed}
+    (cpu_calls, cpu_examples), (standin_calls, standin_examples) = calls["cpu"], calls["standin"]
+    assert standin_examples == cpu_examples > 5
+    # preparing, the example twice (determinism), every other input set once: the example is not run a third time
+    assert cpu_calls == 1 + 2 + (cpu_examples - 1)
+    assert standin_calls == 1

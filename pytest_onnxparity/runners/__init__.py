@@ -33,6 +33,9 @@ class ReferenceMemo:
         self._store: dict[Any, dict[str, np.ndarray] | ModelRejected] = {}
         self._left = budget_bytes
 
+    def __contains__(self, key: Any) -> bool:
+        return key in self._store
+
     def get(self, key: Any, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         if key in self._store:
             hit = self._store[key]
