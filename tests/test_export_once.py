@@ -62,9 +62,8 @@ def test_one_export_per_model_across_providers_benchmarks_and_repeated_calls(pyt
     assert all(c["export_origin"] in ("exported", "reused") for c in checks)
 
 
-CACHED = """
+NET = """
 import torch
-from tests.models import export_file
 
 class Net(torch.nn.Module):
     def __init__(self):
@@ -73,10 +72,15 @@ class Net(torch.nn.Module):
         self.fc = torch.nn.Linear(4, 3)
     def forward(self, x):
         return torch.tanh(self.fc(x)){change}
+"""
 
+CACHED = (
+    NET
+    + """
 def test_net(onnx_parity):
     onnx_parity(Net().eval(), torch.randn(2, 4), examples=3)
 """
+)
 
 
 def test_the_export_cache_across_sessions_is_keyed_by_code_and_never_trusted_alone(
@@ -198,26 +202,23 @@ def test_a_cache_entry_carries_external_weights_and_a_failed_write_is_a_reason(t
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["key"]
 
 
-COUNTED = """
-import torch
-
+COUNTED = (
+    NET.format(change="")
+    + """
 CALLS = []
 
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(4, 3)
-    def forward(self, x):
-        if not torch.compiler.is_compiling():
-            CALLS.append(x.shape[0])
-        return torch.tanh(self.fc(x))
+def count(module, args):
+    if not torch.compiler.is_compiling():
+        CALLS.append(args[0].shape[0])
 
 def test_net(onnx_parity, request):
     CALLS.clear()
-    report = onnx_parity(Net().eval(), torch.randn(2, 4), examples=5)
+    net = Net().eval()
+    net.register_forward_pre_hook(count)
+    report = onnx_parity(net, torch.randn(2, 4), examples=5)
     print(f"\\nFORWARD {request.node.callspec.params['onnx_parity_provider']} {len(CALLS)} {report.examples}")
 """
+)
 
 
 def test_a_models_provider_items_share_its_reference_runs(pytester: pytest.Pytester) -> None:
