@@ -147,7 +147,9 @@ def run(
         info["device"] = prepared.place(provider)
         call, info["timed"] = prepared.timed_call(feed)
     else:
-        runner = OrtRunner(onnx_path, case.runtime, options.provider_options.get(case.runtime), threads=threads)
+        runner = OrtRunner(
+            onnx_path, case.runtime, options.provider_options.get(case.runtime), threads=threads, spinning=True
+        )
         info.update(
             provider=runner.session.get_providers()[0],
             session_options=runner.session_options(),

@@ -7,16 +7,18 @@ by their recipe so artifacts can be written later.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import context, inputs, localize
+from . import context, inputs, localize, spec
 from .agreement import Agreement
 from .compare import FailingCase, OutputContext, Verdict, compare
 from .departure import Fp16Scan
 from .errors import ModelRejected
 from .figures import OutputFigures
 from .report import Failure
+from .runners import Deferred
 from .spec import Recipe
 from .timing import Timings
 
@@ -62,9 +64,14 @@ class Probe:
     _index_values: Runner | None = None
     dependence: context.Dependence = dataclasses.field(default_factory=context.Dependence)
     timings: Timings = dataclasses.field(default_factory=Timings)
-    #: The session's reference outputs, shared by a model's provider items; the scope names the model.
+    #: The session's reference outputs, shared by a model's provider items; the scope names the model and what
+    #: makes a recipe's inputs (the example's values, the specs). ``cpu_scope`` names ONNX Runtime's CPU outputs of
+    #: this graph file, which the CPU item records and the other providers' items compare with (None: not shared).
     memo: ReferenceMemo | None = None
     memo_scope: tuple[Any, ...] = ()
+    cpu_scope: tuple[Any, ...] | None = None
+    #: This item's target is the CPU provider with no options: its outputs are what ``cpu_scope`` records.
+    records_cpu: bool = False
     figures: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
     vs_cpu: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
     checked: list[Recipe] = dataclasses.field(default_factory=list)
@@ -105,6 +112,8 @@ class Probe:
                 exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
             )
 
+        feeds = spec.feed_digest(prepared.example, specs, options.mask_holes, getattr(prepared, "special_ids", {}))
+        stat = os.stat(exported.path)
         return cls(
             prepared,
             target,
@@ -122,7 +131,9 @@ class Probe:
             index_runner=index_runner if sources else None,
             timings=timings,
             memo=memo if exported.key else None,
-            memo_scope=(exported.key, device, options.mask_holes),
+            memo_scope=(exported.key, device, feeds),
+            cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
+            records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
         )
 
@@ -173,11 +184,12 @@ class Probe:
         if overflow is not None:
             return self._failure(recipe, feed, reference, "nonfinite", overflow, verdict, known)
         if self.cpu is None:
+            if self.records_cpu:
+                self._cpu_memo(recipe, lambda: got)
             return None
         # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
         on_graph = {g: known[r] for r, g in zip(reference, got) if r in known}
-        with timings.phase("onnxruntime"):
-            on_cpu = _infer(self.cpu, feed, empty)
+        on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed, empty))
         with timings.phase("compare"):
             versus_cpu = compare(on_cpu, got, self.policy, check_names=False, context=on_graph)
             _fold(self.vs_cpu, versus_cpu)
@@ -187,6 +199,21 @@ class Probe:
             f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}"
         )
         return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu, known)
+
+    def _cpu_memo(self, recipe: Recipe, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if self.memo is None or self.cpu_scope is None:
+            return compute()
+        return self.memo.get((*self.cpu_scope, recipe), compute)
+
+    def _on_cpu(self, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
+        """ONNX Runtime's CPU provider on ``feed``; its session is opened on the first input set the CPU item of
+        this model did not already run (with a CPU item before it, never)."""
+        assert self.cpu is not None
+        if isinstance(self.cpu, Deferred) and not self.cpu.is_open:
+            with self.timings.phase("sessions"):
+                self.cpu.opened()
+        with self.timings.phase("onnxruntime"):
+            return _infer(self.cpu, feed, empty)
 
     def _reference(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.memo is None:

@@ -176,3 +176,18 @@ def _int_range(arr: np.ndarray, rng: tuple[float, float] | None, hints: Sequence
     high = int(arr.max()) + 1 if arr.size else 1
     tables = [n for n in hints if n >= high]
     return (0, min(tables)) if low >= 0 and tables else (low, high)
+
+
+def feed_digest(
+    example: Mapping[str, np.ndarray], specs: list[TensorSpec], mask_holes: bool, special_ids: Mapping[str, int]
+) -> str:
+    """What, besides a recipe, decides the inputs ``inputs.materialize`` builds from it: the example's values (the
+    example recipe is the example; int8's recipes follow its spread), the specs (ranges, kinds), the mask style and
+    the token ids placed. Two checks of one model share memoized outputs only where this agrees."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((specs, mask_holes, sorted(special_ids.items()))).encode())
+    for name, array in example.items():
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import ROOT, failure_text
 
 SCRIPT = """
+import gc
 import sys
 import torch
 from pytest_onnxparity import check
@@ -23,6 +24,12 @@ class Counts(torch.nn.Module):
 ids = torch.randint(2900, 3100, (2, 10))
 healthy = check(Counts().eval(), ids, provider="cpu")
 print("healthy", healthy.passed, healthy.examples, healthy.outputs[0].name)
+print("frozen", gc.get_freeze_count())  # the search sets the heap aside from the collector, then gives it back
+gc.freeze()  # a user's own freeze (before forking workers, say) is theirs to undo
+right = export_file(Counts(), ids, sys.argv[1] + "/right.onnx", "ids")
+again = check(Counts().eval(), ids, onnx_model=right, examples=3)
+print("kept", again.passed, gc.get_freeze_count() > 0)
+gc.unfreeze()
 artifact = export_file(torch.nn.Identity(), ids, sys.argv[1] + "/wrong.onnx", "ids")
 wrong = check(Counts().eval(), ids, onnx_model=artifact)
 print("wrong", wrong.passed, wrong.failure.kind)
@@ -42,6 +49,7 @@ def test_the_python_api_checks_a_model_without_pytest(tmp_path) -> None:
     healthy = lines["healthy"].split()
     assert healthy[0] == "True" and int(healthy[1]) > 20 and healthy[2] == "output"
     assert lines["wrong"].split()[0] == "False" and lines["pytest"] == "imported: False"
+    assert lines["frozen"] == "0" and lines["kept"] == "True True"
 
 
 OFF_BY_ONE = """

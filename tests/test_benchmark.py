@@ -47,6 +47,7 @@ def test_benchmark_items_json_extra_info_and_plot(pytester: pytest.Pytester) -> 
     assert info["runtime"] == "cpu" and info["batch_size"] == 4 and info["provider"] == "CPUExecutionProvider"
     assert info["threads"] == info["session_options"]["intra_op_num_threads"] >= 1
     assert info["session_options"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert info["session_options"]["idle_threads_spin"] is True  # timed as users deploy: ONNX Runtime's default
     assert info["speedup_vs_framework"] > 0 and info["opset"] and "onnxruntime" in info["versions"]
     assert benchmarks["test_mlp[bench-framework-b1]"]["extra_info"]["runtime"] == "torch"
     assert (pytester.path / "plots" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,6 +27,7 @@ def pytest_onnxparity_providers():
 
 def pytest_sessionfinish(session):
     print(f"\\nEXPORTS {len(EXPORTS)}")
+    export_module.export = _export  # the inner session runs in this process: leave the module as it was
 """
 
 TWO_MODELS = """
@@ -221,12 +222,35 @@ def test_net(onnx_parity, request):
 )
 
 
-def test_a_models_provider_items_share_its_reference_runs(pytester: pytest.Pytester) -> None:
+CPU_RUNS = """
+import collections, os
+from pytest_onnxparity.runners.onnxruntime import OrtRunner
+
+CPU_RUNS = collections.Counter()
+_infer = OrtRunner.infer
+
+def _counting_infer(self, feed):
+    if self.provider == "cpu":
+        CPU_RUNS[os.environ["PYTEST_CURRENT_TEST"].split("[")[1].split("]")[0]] += 1
+    return _infer(self, feed)
+
+OrtRunner.infer = _counting_infer
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"CPU_RUNS {dict(CPU_RUNS)}")
+
+def pytest_unconfigure(config):
+    OrtRunner.infer = _infer  # the inner session runs in this process: later tests get the real runner
+"""
+
+
+def test_a_models_provider_items_share_its_reference_and_cpu_runs(pytester: pytest.Pytester) -> None:
     """The second provider's item runs the framework once (preparing the model), never on an input set or on the
-    contracts' inputs: the first item's outputs serve it, and the determinism check it already passed stands."""
-    pytester.makeconftest(COUNTING_CONFTEST)
+    contracts' inputs: the first item's outputs serve it, and the determinism check it already passed stands. It
+    compares with ONNX Runtime's CPU outputs the CPU item recorded, without opening a CPU session of its own."""
+    pytester.makeconftest(COUNTING_CONFTEST + CPU_RUNS)
     pytester.makepyfile(test_counted=COUNTED)
-    result = pytester.runpytest("--onnx-providers=cpu,standin", "-s", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--onnx-providers=cpu,standin", "-s", "-p", "no:cacheprovider", "--onnx-report=r.json")
     result.assert_outcomes(passed=2)
     printed = [line.split()[1:] for line in result.outlines if line.startswith("FORWARD")]
     calls = {provider: (int(forwards), int(examples)) for provider, forwards, examples in printed}
@@ -235,3 +259,42 @@ def test_a_models_provider_items_share_its_reference_runs(pytester: pytest.Pytes
     # preparing, the example twice (determinism), every other input set once: the example is not run a third time
     assert cpu_calls == 1 + 2 + (cpu_examples - 1)
     assert standin_calls == 1
+    result.stdout.fnmatch_lines([f"CPU_RUNS {{'cpu': {cpu_examples}}}"])  # the standin item ran no CPU session
+    standin = next(c for c in json.loads((pytester.path / "r.json").read_text())["checks"] if "standin" in c["nodeid"])
+    assert [o["total"] > 0 for o in standin["versus_cpu"]] == [True]  # it still compared with the CPU outputs
+    # Without a CPU item before it, the provider's item opens its own CPU session and runs it on every input set.
+    alone = pytester.runpytest("--onnx-providers=standin", "-s", "-p", "no:cacheprovider")
+    alone.assert_outcomes(passed=1)
+    alone.stdout.fnmatch_lines([f"CPU_RUNS {{'standin': {standin_examples}}}"])
+
+
+def test_repeated_calls_in_a_test_share_outputs_only_of_the_same_inputs(pytester: pytest.Pytester) -> None:
+    """Calls that reuse one export but build other inputs from the same recipes (another example's values, other
+    input ranges) must not be handed the outputs of the first call's inputs. Before, they were: the figures showed
+    differences of 2 and 1064 that the noise estimate (run on the real inputs) then excused."""
+    pytester.makeconftest(COUNTING_CONFTEST)
+    pytester.makepyfile(
+        """
+        import torch
+
+        class Affine(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(0)
+                self.fc = torch.nn.Linear(4, 3)
+            def forward(self, x):
+                return self.fc(x)
+
+        def test_calls(onnx_parity):
+            model = Affine().eval()
+            assert onnx_parity(model, torch.ones(2, 4), examples=3).passed
+            assert onnx_parity(model, torch.full((2, 4), 5.0), examples=3).passed
+            assert onnx_parity(model, torch.ones(2, 4), examples=3, input_ranges={"x": (-50, 50)}).passed
+        """
+    )
+    result = pytester.runpytest("--onnx-providers=cpu,standin", "-p", "no:cacheprovider", "--onnx-report=r.json")
+    result.assert_outcomes(passed=2)
+    checks = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert len(checks) == 6 and [c["export_origin"] for c in checks].count("exported") == 1
+    figures = [o for c in checks for o in (*c["outputs"], *c["versus_cpu"])]
+    assert figures and all(o["max_abs_diff"] < 1e-2 and o["rule"] == "tolerance" for o in figures), figures

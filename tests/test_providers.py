@@ -216,7 +216,7 @@ def test_provider_logs_reach_the_report_not_stderr(pytester: pytest.Pytester, ex
     pytester.inline_run("--onnx-providers=standin", "-p", "no:cacheprovider").assertoutcome(passed=1)
 
 
-def test_onnx_runtime_session_warnings_are_captured(tmp_path) -> None:
+def test_onnx_runtime_session_warnings_are_captured_and_idle_threads_do_not_spin(tmp_path) -> None:
     """ONNX Runtime's own warning at session creation (an unused initializer) lands in the runner's log."""
     import numpy as np
     import onnx
@@ -234,6 +234,9 @@ def test_onnx_runtime_session_warnings_are_captured(tmp_path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), tmp_path / "m.onnx")
     runner = OrtRunner(str(tmp_path / "m.onnx"))
     assert any("unused" in line for line in runner.log), runner.log
+    # A check's sessions do not spin idle threads: they would take the cores the framework's next run needs.
+    assert runner.session_options()["idle_threads_spin"] is False
+    assert OrtRunner(str(tmp_path / "m.onnx"), spinning=True).session_options()["idle_threads_spin"] is True
 
 
 def _openvino_reason() -> str | None:

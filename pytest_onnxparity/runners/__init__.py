@@ -17,17 +17,53 @@ if TYPE_CHECKING:
 
 
 class Runner(Protocol):
-    name: str
-    output_names: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """What it is: ``torch``, ``onnxruntime-cpu``."""
+        ...
+
+    @property
+    def output_names(self) -> tuple[str, ...]: ...
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs on ``feed``, in ``output_names`` order, as host numpy arrays."""
         ...
 
 
+class Deferred:
+    """A runner opened on its first use: where every output asked of it is already memoized, never."""
+
+    def __init__(self, name: str, open_runner: Callable[[], Runner]) -> None:
+        self.name = name
+        self._open = open_runner
+        self._runner: Runner | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._runner is not None
+
+    def opened(self) -> Runner:
+        if self._runner is None:
+            self._runner = self._open()
+        return self._runner
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.opened().output_names
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.opened().infer(feed)
+
+    def infer_isolated(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        runner = self.opened()
+        isolated = getattr(runner, "infer_isolated", None)
+        return isolated(feed) if isolated is not None else runner.infer(feed)
+
+
 class ReferenceMemo:
-    """The reference's outputs by (model, device, recipe): another provider's item of the same model checks the
-    same input sets, so it need not run the framework again. Bounded by a memory budget."""
+    """The reference's outputs by (model, device, inputs, recipe): another provider's item of the same model checks
+    the same input sets, so it need not run the framework again; likewise ONNX Runtime's CPU outputs of one graph
+    file, which the CPU item records and the other providers compare with. Bounded by a memory budget."""
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
         self._store: dict[Any, dict[str, np.ndarray] | ModelRejected] = {}
