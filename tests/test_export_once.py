@@ -274,23 +274,14 @@ def test_repeated_calls_in_a_test_share_outputs_only_of_the_same_inputs(pytester
     differences of 2 and 1064 that the noise estimate (run on the real inputs) then excused."""
     pytester.makeconftest(COUNTING_CONFTEST)
     pytester.makepyfile(
-        """
-        import torch
-
-        class Affine(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                torch.manual_seed(0)
-                self.fc = torch.nn.Linear(4, 3)
-            def forward(self, x):
-                return self.fc(x)
-
-        def test_calls(onnx_parity):
-            model = Affine().eval()
-            assert onnx_parity(model, torch.ones(2, 4), examples=3).passed
-            assert onnx_parity(model, torch.full((2, 4), 5.0), examples=3).passed
-            assert onnx_parity(model, torch.ones(2, 4), examples=3, input_ranges={"x": (-50, 50)}).passed
-        """
+        NET.format(change="")
+        + """
+def test_calls(onnx_parity):
+    model = Net().eval()
+    assert onnx_parity(model, torch.ones(2, 4), examples=3).passed
+    assert onnx_parity(model, torch.full((2, 4), 5.0), examples=3).passed
+    assert onnx_parity(model, torch.ones(2, 4), examples=3, input_ranges={"x": (-50, 50)}).passed
+"""
     )
     result = pytester.runpytest("--onnx-providers=cpu,standin", "-p", "no:cacheprovider", "--onnx-report=r.json")
     result.assert_outcomes(passed=2)
