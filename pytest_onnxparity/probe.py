@@ -208,12 +208,13 @@ class Probe:
     def _on_cpu(self, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
         """ONNX Runtime's CPU provider on ``feed``; its session is opened on the first input set the CPU item of
         this model did not already run (with a CPU item before it, never)."""
-        assert self.cpu is not None
-        if isinstance(self.cpu, Deferred) and not self.cpu.is_open:
+        runner = self.cpu
+        assert runner is not None
+        if isinstance(runner, Deferred):
             with self.timings.phase("sessions"):
-                self.cpu.opened()
+                runner = runner.opened()
         with self.timings.phase("onnxruntime"):
-            return _infer(self.cpu, feed, empty)
+            return _infer(runner, feed, empty)
 
     def _reference(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.memo is None:

@@ -38,10 +38,6 @@ class Deferred:
         self._open = open_runner
         self._runner: Runner | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._runner is not None
-
     def opened(self) -> Runner:
         if self._runner is None:
             self._runner = self._open()
@@ -53,11 +49,6 @@ class Deferred:
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.opened().infer(feed)
-
-    def infer_isolated(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        runner = self.opened()
-        isolated = getattr(runner, "infer_isolated", None)
-        return isolated(feed) if isolated is not None else runner.infer(feed)
 
 
 class ReferenceMemo:

@@ -180,11 +180,9 @@ class OrtRunner:
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         if threads:
             so.intra_op_num_threads = threads
-        self.spinning = spinning
         if not spinning:
-            # ONNX Runtime's idle threads spin after each run by default. A check alternates the framework and ONNX
-            # Runtime, so spinning threads take the cores the framework's next run needs (measured: a tiny MLP's
-            # forward pass 15 ms instead of 0.1 ms on 2 cores). Timed runs (benchmarks) keep the default.
+            # Idle threads spinning after a run take the cores the framework's next run needs (a tiny MLP's forward
+            # pass: 15 ms instead of 0.1 ms on 2 cores). Timed runs (benchmarks) keep ONNX Runtime's default.
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self._profile_dir = tempfile.TemporaryDirectory(prefix="onnxparity_profile_") if profile else None
@@ -250,26 +248,29 @@ class OrtRunner:
 
     def session_options(self) -> dict[str, Any]:
         so = self.session.get_session_options()
+        try:
+            spinning = so.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+        except RuntimeError:  # never set: ONNX Runtime's default, spinning
+            spinning = True
         return {
             "intra_op_num_threads": so.intra_op_num_threads,
             "inter_op_num_threads": so.inter_op_num_threads,
             "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
-            "idle_threads_spin": self.spinning,
+            "idle_threads_spin": spinning,
         }
 
 
 def open_runners(
     path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
 ) -> tuple[OrtRunner, Deferred | None]:
-    """The check's target runner (its first run profiled for placement) and, for a provider other than CPU whose
-    reference is not already ONNX Runtime's CPU provider, a CPU runner to compare the provider with (opened when
-    first needed: the CPU item of the same model may already have recorded every output it would give)."""
+    """The target runner (first run profiled for placement) and, for a provider other than CPU whose reference is
+    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all)."""
     target = OrtRunner(
         path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
     )
-    same = provider == "cpu" or reference == target.name
-    cpu = Deferred("onnxruntime-cpu", lambda: OrtRunner(path, "cpu", feed_names=feed_names))
-    return target, None if same else cpu
+    if provider == "cpu" or reference == target.name:
+        return target, None
+    return target, Deferred("onnxruntime-cpu", lambda: OrtRunner(path, "cpu", feed_names=feed_names))
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:
