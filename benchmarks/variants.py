@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("-k", dest="keyword", help="pytest -k: a subset of the sample models")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pytest_onnxparity import summary
+    from pytest_onnxparity.report import summary
 
     with tempfile.TemporaryDirectory(prefix="onnxparity_variants_") as tmp:
         report = Path(args.json or Path(tmp) / "report.json").resolve()

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OnnxParityError, OnnxParityUsageError, OnnxParityWarning, ParityMismatch
-from .figures import OutputFigures
-from .report import ParityReport
+from .judge.figures import OutputFigures
+from .report.parity import ParityReport
 
 __all__ = [
     "OnnxParityError",
@@ -36,9 +36,9 @@ def check(
     """
     import tempfile
 
-    from . import engine
-    from .providers import parse_providers
-    from .settings import resolve
+    from .engine import check as engine
+    from .options.settings import resolve
+    from .runners.providers import parse_providers
 
     (short,) = parse_providers(provider)
     resolved = resolve(options, {}, {})

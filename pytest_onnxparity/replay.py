@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .compare import OutputContext, compare
-from .tolerance import TolerancePolicy
+from .judge.compare import OutputContext, compare
+from .judge.tolerance import TolerancePolicy
 
 
 class ReplayError(Exception):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_onnxparity.compare import compare
 from pytest_onnxparity.errors import OnnxParityUsageError
-from pytest_onnxparity.inputs import axis_limits, axis_plan, edge_recipes, materialize
-from pytest_onnxparity.settings import CheckOptions, resolve
-from pytest_onnxparity.spec import Recipe, build_specs, resolve_dynamic_axes
-from pytest_onnxparity.tolerance import TolerancePolicy
+from pytest_onnxparity.inputs.recipes import axis_limits, axis_plan, edge_recipes, materialize
+from pytest_onnxparity.inputs.spec import Recipe, build_specs, resolve_dynamic_axes
+from pytest_onnxparity.judge.compare import compare
+from pytest_onnxparity.judge.tolerance import TolerancePolicy
+from pytest_onnxparity.options.settings import CheckOptions, resolve
 
 
 def _one(ref, got, atol=None, rtol=None, **kw):
@@ -40,7 +40,7 @@ class TestPassRule:
         assert _one(tiny, tiny * np.float32(1 + 1e-6)).passed
 
     def test_the_references_own_noise_widens_the_allowance_where_it_is(self) -> None:
-        from pytest_onnxparity.compare import OutputContext
+        from pytest_onnxparity.judge.compare import OutputContext
 
         ref = np.linspace(1.0, 2.0, 20).astype(np.float32)
         got = ref.copy()
@@ -59,7 +59,7 @@ class TestPassRule:
         ).passed
 
     def test_padded_positions_are_excluded_and_counted(self) -> None:
-        from pytest_onnxparity.compare import OutputContext
+        from pytest_onnxparity.judge.compare import OutputContext
 
         ref = np.zeros((2, 3, 4), np.float32)
         got = ref.copy()
@@ -70,7 +70,7 @@ class TestPassRule:
         assert not compare({"h": ref}, {"h": got}, TolerancePolicy()).passed
 
     def test_index_outputs_accept_ties(self) -> None:
-        from pytest_onnxparity.compare import OutputContext
+        from pytest_onnxparity.judge.compare import OutputContext
 
         scores = np.array([[0.5, 0.9, 0.9], [0.1, 0.2, 0.3]], np.float32)
         ref, tie, wrong = np.array([1, 2]), np.array([2, 2]), np.array([0, 2])

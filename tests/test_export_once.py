@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 COUNTING_CONFTEST = """
-import pytest_onnxparity.export as export_module
+import pytest_onnxparity.export.cache as export_module
 from tests.standin import standin
 
 EXPORTS = []
@@ -169,8 +169,8 @@ def test_a_cache_entry_carries_external_weights_and_a_failed_write_is_a_reason(t
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from pytest_onnxparity import graph
-    from pytest_onnxparity.export import ExportedModel, _read_cached, _write_cached
+    from pytest_onnxparity.export.cache import ExportedModel, _read_cached, _write_cached
+    from pytest_onnxparity.graph import info as graph
 
     weights = np.arange(12, dtype=np.float32).reshape(4, 3)
     model = helper.make_model(

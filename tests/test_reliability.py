@@ -160,7 +160,7 @@ def test_the_repro_line_survives_a_hostile_test_id_in_a_real_shell(pytester: pyt
 
 
 def test_the_summary_formats_any_figure() -> None:
-    from pytest_onnxparity.summary import summary_lines
+    from pytest_onnxparity.report.summary import summary_lines
 
     odd = {"name": "y", "max_abs_diff": "inf", "atol": "inf", "rtol": 0.1, "tolerance_used": "nan"}
     lines = summary_lines(

@@ -156,9 +156,9 @@ def test_the_noise_of_a_keras_reference_comes_from_a_float64_twin() -> None:
     import keras
     import numpy as np
 
-    from pytest_onnxparity import engine
     from pytest_onnxparity.adapters.keras_layers import float64_outputs
-    from pytest_onnxparity.settings import CheckOptions
+    from pytest_onnxparity.engine import check as engine
+    from pytest_onnxparity.options.settings import CheckOptions
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))

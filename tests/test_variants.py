@@ -321,7 +321,7 @@ def test_a_variant_that_crashes_onnx_runtime_fails_its_item_and_the_session_goes
 def test_an_int8_margin_is_the_pooled_top1_not_the_lowest_input_set_on_the_way() -> None:
     """Top-1 agreement decides pooled over every row: one input set of 6 rows with 5 agreeing (0.83, 167% of a 0.9
     threshold's allowance on its own) then 94 agreeing rows is 99% agreement, 10% of the allowance: PASS, 10%."""
-    from pytest_onnxparity.figures import OutputFigures
+    from pytest_onnxparity.judge.figures import OutputFigures
 
     limits = {"cosine": 0.99, "snr_db": 20.0, "top1": 0.9}
     merged = OutputFigures("logits")
@@ -340,7 +340,7 @@ def test_an_int8_margin_is_the_pooled_top1_not_the_lowest_input_set_on_the_way()
 def test_the_variant_table_prints_rows_read_back_from_the_json_report() -> None:
     """benchmarks/variants.py prints the table from the JSON report: non-finite margins come back as 'inf' and
     batch sizes as string keys."""
-    from pytest_onnxparity import summary
+    from pytest_onnxparity.report import summary
 
     rows = [
         {
@@ -401,7 +401,7 @@ def test_int8_judges_top_k_on_class_scores_only_so_a_dense_prediction_head_passe
 def test_top_k_counts_reference_ties_as_agreement_and_an_all_zero_reference_has_no_cosine() -> None:
     import numpy as np
 
-    from pytest_onnxparity import metrics
+    from pytest_onnxparity.judge import metrics
 
     ref = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 0.0, 1.0]], np.float32)
     got = np.array([[0.9, 1.1, 0.0], [0.0, 1.9, 2.1], [0.0, 3.0, 1.0]], np.float32)
@@ -480,7 +480,7 @@ def test_a_non_finite_value_in_an_int8_graph_is_not_blamed_on_float16() -> None:
     int8-static variant): the departure names the value without float16's reasons."""
     import numpy as np
 
-    from pytest_onnxparity.departure import overflow
+    from pytest_onnxparity.locate.departure import overflow
 
     base, mine = np.array([1.0, -3.0e38, 2.0], np.float32), np.array([1.0, np.nan, 2.0], np.float32)
     int8 = overflow("scores", base, mine, [], {}, {}, fp16=False)

@@ -25,7 +25,7 @@ from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 
 @dataclasses.dataclass

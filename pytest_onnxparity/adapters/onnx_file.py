@@ -12,15 +12,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import graph
 from ..errors import ModelRejected, OnnxParityUsageError
+from ..graph import info as graph
 from ..runners.onnxruntime import OrtRunner
 from . import ExportResult, input_names
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 
 class PreparedOnnxFile:

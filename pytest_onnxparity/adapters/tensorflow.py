@@ -21,7 +21,7 @@ from . import ExportResult, call_model, input_names, output_names, outputs_on_ex
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 
 def _tf() -> Any:

@@ -16,7 +16,7 @@ from . import ExportResult, quiet, short_error
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 #: The opset used unless ``opset=`` says otherwise (tf2onnx 1.17 supports up to 18).
 DEFAULT_OPSET = 17

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 
 #: transformers config keys that bound a sequence axis.

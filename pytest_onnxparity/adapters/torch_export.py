@@ -12,7 +12,7 @@ from ..errors import OnnxParityError
 from . import ExportResult, quiet, short_error
 
 if TYPE_CHECKING:
-    from ..settings import CheckOptions
+    from ..options.settings import CheckOptions
 
 _LOGGERS = ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.__trace", "onnxscript")
 

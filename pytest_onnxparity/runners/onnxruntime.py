@@ -22,9 +22,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import precision, providers
 from ..errors import OnnxParityError
-from . import Deferred, graph_edits
+from ..graph import edits as graph_edits
+from . import Deferred, precision, providers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -222,7 +222,7 @@ class OrtRunner:
             self._profile_dir = None
         out = dict(zip(self.output_names, values))
         for name in self._bf16_outputs:
-            from ..spec import np_dtype
+            from ..inputs.spec import np_dtype
 
             out[name] = out[name].astype(np_dtype("bfloat16"))
         return out

@@ -1,0 +1,120 @@
+"""The engine: one parity check, model -> export -> runners -> search -> ParityReport. No pytest.
+
+``pytest_onnxparity.check`` (the Python API) and the fixture both come here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import adapters
+from ..export import interface, variants
+from ..export.cache import ExportedModel, export
+from ..inputs import recipes as inputs
+from ..inputs import spec
+from ..judge import tolerance
+from ..judge.compare import FailingCase
+from ..locate import localize
+from ..report.parity import ParityReport
+from ..report.timings import Timings
+from ..runners import ReferenceMemo
+from ..runners.onnxruntime import open_runners, require, versions
+from . import context, contracts, search
+from .probe import Probe
+
+if TYPE_CHECKING:
+    from ..options.settings import CheckOptions
+
+Exporter = Callable[[adapters.PreparedModel, Mapping[str, Mapping[int, str]], "CheckOptions", Path], ExportedModel]
+
+
+@dataclasses.dataclass
+class CheckResult:
+    report: ParityReport
+    exported: ExportedModel
+    policy: tolerance.TolerancePolicy
+    case: FailingCase | None = None
+    divergence: localize.Divergence | None = None
+
+
+def prepare(
+    model: Any,
+    example_inputs: Any,
+    options: CheckOptions,
+    extra_adapters: Sequence[tuple[str, Callable[[Any], bool], str]] = (),
+) -> adapters.PreparedModel:
+    """The reference runner for ``model`` (close it when done: it restores the user's model)."""
+    require()
+    return adapters.prepare(model, example_inputs, options, extra_adapters)
+
+
+def run(
+    prepared: adapters.PreparedModel,
+    options: CheckOptions,
+    provider: str,
+    workdir: Path,
+    nodeid: str = "",
+    exporter: Exporter | None = None,
+    memo: ReferenceMemo | None = None,
+) -> CheckResult:
+    """Export (through ``exporter``: the session's cache; by default the export, then ``variant=``'s build),
+    compare on ``provider``, report. ``memo`` shares the reference's outputs between a model's checks."""
+    axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
+    exporter = exporter or variants.with_variant(export, variants.to_build(options))
+    exported = exporter(prepared, axes, options, workdir)
+    return _compare(prepared, exported, axes, provider, variants.check_options(options, exported.variant), nodeid, memo)
+
+
+def _compare(
+    prepared: adapters.PreparedModel,
+    exported: ExportedModel,
+    axes: Mapping[str, Mapping[int, str]],
+    provider: str,
+    options: CheckOptions,
+    nodeid: str,
+    memo: ReferenceMemo | None,
+) -> CheckResult:
+    info = exported.graph
+    matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
+    policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
+    device = prepared.place(provider)
+    timings = Timings(export=exported.seconds)
+    with timings.phase("sessions"):
+        if exported.variant is not None:  # a graph another tool wrote may crash ONNX Runtime: try it aside first
+            example = {graph: prepared.example[key] for graph, key in matched.feed_names.items()}
+            variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
+        target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
+    specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
+    plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
+    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
+    early = contracts.before_running(probe, info, axes)
+    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
+    failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
+    failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    where = localize.for_failure(probe, prepared, exported, options, axes, failure)
+    report = ParityReport(
+        passed=failure is None,
+        provider=provider,
+        framework=prepared.name,
+        seed=options.seed,
+        nodeid=nodeid,
+        failure=failure,
+        warnings=[
+            *exported.warnings,
+            *matched.warnings,
+            *contracts.declared_output_dims(info, probe.shapes),
+            *context.warnings(probe, found.generated, options.examples, failure is None),
+        ],
+        versions={**prepared.versions(), **versions()},
+        tolerance_reason=policy.reason,
+        reference=f"{prepared.name} on {device}",
+        reach=search.reach(probe, plan, found.skipped),
+        first_divergence=where.to_dict() if where else None,
+        **exported.report_fields(),
+        **probe.report_fields(),
+        **target.report_fields(),
+    )
+    return CheckResult(report, exported, policy, probe.case_for(failure), where)

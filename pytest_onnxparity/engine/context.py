@@ -1,0 +1,197 @@
+"""What the comparison needs to know about each output besides the two results.
+
+- the reference's own rounding error, element by element: the reference run in float64 where the adapter
+  can, and on a copy of the inputs perturbed by one ulp (an ill-conditioned input shows here);
+- the positions a mask input marks as padding, whose outputs nobody reads (undefined in both runtimes
+  where a causal model sees no real token);
+- which outputs do not depend on the inputs at all (a check of them proves nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelRejected
+from ..inputs import recipes as inputs
+from ..runners.onnxruntime import ignored_settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..inputs.spec import TensorSpec
+    from ..judge.compare import Verdict
+    from ..runners import Runner
+    from .probe import Probe
+
+
+def noise(
+    reference: Runner,
+    feed: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    specs: list[TensorSpec],
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Per float output: the largest deviation of a float64 run and of a 1-ulp-perturbed run from ``outputs``."""
+    import numpy as np
+
+    estimates: list[Mapping[str, np.ndarray]] = []
+    infer64 = getattr(reference, "infer_float64", None)
+    if infer64 is not None:
+        precise = infer64(feed)
+        if precise is not None:
+            estimates.append(precise)
+    perturbed = _perturbed(feed, specs, seed)
+    if perturbed is not None:
+        try:
+            estimates.append(reference.infer(perturbed))
+        except ModelRejected:
+            pass
+    out = {}
+    for name, value in outputs.items():
+        if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
+            continue
+        base = value.astype(np.float64)
+        deviation = np.zeros(value.shape)
+        for estimate in estimates:
+            other = estimate.get(name)
+            if other is not None and other.shape == value.shape:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    deviation = np.fmax(deviation, np.nan_to_num(np.abs(other.astype(np.float64) - base), posinf=0.0))
+        out[name] = deviation
+    return out
+
+
+def _perturbed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray] | None:
+    """The float inputs moved by one unit in the last place, in random directions (None: no float input)."""
+    import numpy as np
+
+    floats = [s.name for s in specs if s.kind == "float"]
+    if not floats:
+        return None
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, 7919])
+    out = dict(feed)
+    for name in floats:
+        value = feed[name].astype(np.float64)
+        eps = float(np.finfo(np.float32 if feed[name].dtype.name == "bfloat16" else feed[name].dtype).eps)
+        # one ulp of each element, or of the tensor's magnitude where it is an exact zero (a relative nudge of
+        # zero is zero, and an all-zeros input would look perfectly conditioned)
+        magnitude = float(np.abs(value).max(initial=0.0)) or 1.0
+        step = eps * np.where(value != 0, np.abs(value), magnitude)
+        out[name] = (value + np.where(rng.random(value.shape) < 0.5, -step, step)).astype(feed[name].dtype)
+    return out
+
+
+def padding(
+    feed: Mapping[str, np.ndarray],
+    specs: list[TensorSpec],
+    outputs: Mapping[str, np.ndarray],
+    declared: Mapping[str, list[Any]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per output that carries a mask's (batch, sequence) axes: where the mask says padding.
+
+    ``declared`` (the graph's dims by input and output name) decides which outputs carry the mask's axes where
+    it names them (``['batch', 'seq', 32]``): a decoder output over another sequence does not. Where the graph
+    names nothing, an output carries them when it starts with the mask's shape and has more axes (an output of
+    just the mask's shape, a pooled (batch, classes) one that happens to match it, is compared in full).
+    """
+    import numpy as np
+
+    declared = declared or {}
+    pads = []
+    for spec in specs:
+        value = feed[spec.name]
+        if spec.is_mask and value.ndim >= 2:
+            pads.append((spec.name, value.astype(bool) if spec.kind == "bool" else value == 0))
+    out = {}
+    for name, value in outputs.items():
+        for mask, pad in pads:
+            named = [d for d in [*declared.get(name, [])[:2], *declared.get(mask, [])[:2]] if isinstance(d, str)]
+            carries = declared[name][:2] == declared[mask][:2] if len(named) == 4 else value.ndim > pad.ndim
+            if carries and value.shape[: pad.ndim] == pad.shape and pad.any():
+                out[name] = np.asarray(pad).reshape(pad.shape + (1,) * (value.ndim - pad.ndim))
+                break
+    return out
+
+
+@dataclasses.dataclass
+class Dependence:
+    """Does each output change with the inputs beyond its tolerance? (Compared within one output shape.)"""
+
+    first: dict[tuple[str, tuple[int, ...]], Any] = dataclasses.field(default_factory=dict)
+    #: Outputs seen on at least two input sets of one shape (only those can be judged constant).
+    compared: set[str] = dataclasses.field(default_factory=set)
+    varies: set[str] = dataclasses.field(default_factory=set)
+    #: Outputs where the allowance was smaller than the output itself on some input (a check that could fail).
+    meaningful: set[str] = dataclasses.field(default_factory=set)
+
+    def observe_verdict(self, reference: Mapping[str, np.ndarray], verdict: Verdict, noise_factor: float) -> None:
+        """Every output of one input set, with the allowance its figures say it was judged with."""
+        import numpy as np
+
+        for figures in verdict.outputs:
+            value = reference[figures.name]
+            magnitude = float(np.abs(value.astype(np.float64)).max(initial=0.0))
+            self.observe(figures.name, value, (figures.atol + figures.rtol) * magnitude + noise_factor * figures.noise)
+
+    def observe(self, name: str, value: np.ndarray, allowed: float) -> None:
+        """One input set's reference output and the largest allowance it was judged with."""
+        import numpy as np
+
+        magnitude = float(np.abs(value.astype(np.float64)).max()) if value.size else 0.0
+        if magnitude > allowed:
+            self.meaningful.add(name)
+        first = self.first.setdefault((name, tuple(value.shape)), value)
+        if first is value or not value.size:
+            return
+        self.compared.add(name)
+        if float(np.abs(value.astype(np.float64) - first.astype(np.float64)).max()) > allowed:
+            self.varies.add(name)
+
+    def warnings(self) -> list[str]:
+        out = []
+        for name in sorted(self.compared - self.varies):
+            out.append(
+                f"output {name!r} is the same (within tolerance) for every input checked: it does not depend "
+                "on the inputs, so no conversion defect upstream of it could fail this check (an untrained "
+                "model with a constant output, a dead branch?)"
+            )
+        for name in sorted({n for n, _ in self.first} - self.meaningful):
+            out.append(
+                f"the tolerance of output {name!r} is as large as the output itself on every input: no "
+                "conversion could fail this check (the outputs are tiny, or the inputs ill-conditioned)"
+            )
+        return out
+
+
+def warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[str]:
+    """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
+    out = []
+    if probe.reference.name == probe.target.name:
+        out.append(
+            "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
+            "shows the graph runs across the inputs, not that its numerics are right (use a provider "
+            "other than cpu)"
+        )
+    # sizes of a walked axis past the model's own limit are not a warning: the reach reports them
+    rejected = {r: why for r, why in probe.rejected.items() if not inputs.is_walk(r)}
+    if rejected:
+        recipe, why = next(iter(rejected.items()))
+        out.append(
+            f"the {probe.reference.name} model raised on {len(rejected)} generated input set(s), which "
+            f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
+            "dynamic_axes or batch_sizes"
+        )
+    if passed and asked and generated < asked:
+        why = f"{len(rejected)} were rejected by the model" if rejected else "time budget or a small space"
+        out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
+    placement = getattr(probe.target, "placement", None)
+    if placement is not None and placement.fallback_ops:
+        out.append(
+            f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
+        )
+    log = getattr(probe.target, "log", [])
+    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+    return out + probe.dependence.warnings()

@@ -1,0 +1,214 @@
+"""The search for an input the conversion gets wrong: fixed edge cases, then hypothesis, within budgets.
+
+Whatever hypothesis does once a failure is found (shrinking, replaying, a FlakyFailure when a provider
+is not deterministic), the result is the parity failure found, never hypothesis's own exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OnnxParityUsageError
+from ..inputs import recipes as inputs
+from ..inputs.spec import Recipe
+from ..options.settings import MAX_ELEMENTS
+
+if TYPE_CHECKING:
+    from ..options.settings import CheckOptions
+    from ..report.parity import Failure
+    from .probe import Probe
+
+#: Once a failure is found, hypothesis shrinks it for at most this long.
+SHRINK_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class SearchResult:
+    failure: Failure | None
+    #: Generated (hypothesis) input sets compared.
+    generated: int
+    #: Recipes not run, with the reason (time budget, memory budget).
+    skipped: dict[Recipe, str]
+
+
+class _Found(Exception):
+    """Raised inside the hypothesis test body so hypothesis shrinks the input that failed."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
+    """Run the edge cases, then generated recipes, until a failure, the budget, or the end.
+
+    The time not spent in the probe's own phases (hypothesis drawing and shrinking) is timed as "search".
+    """
+    started, measured = time.perf_counter(), sum(probe.timings.values())
+    try:
+        return _search(probe, options, plan)
+    finally:
+        overhead = time.perf_counter() - started - (sum(probe.timings.values()) - measured)
+        probe.timings["search"] = probe.timings.get("search", 0.0) + max(0.0, overhead)
+
+
+def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
+    deadline = time.monotonic() + options.time_budget
+    skipped: dict[Recipe, str] = {}
+    edges = inputs.edge_recipes(probe.specs, options, plan)
+    widest = max(edges, key=lambda r: inputs.elements(r, probe.specs))
+    if inputs.elements(widest, probe.specs) > MAX_ELEMENTS:
+        raise OnnxParityUsageError(
+            f"the input set {widest.describe()} would hold {inputs.elements(widest, probe.specs):,} elements "
+            f"(the budget is {MAX_ELEMENTS:,}): pass smaller batch_sizes / axis_sizes."
+        )
+    for recipe in edges:
+        if recipe.pattern != "example" and time.monotonic() > deadline:
+            skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
+            continue
+        failure = probe(recipe)
+        if failure is not None:
+            return SearchResult(failure, 0, skipped)
+    failure = _towards_limits(probe, deadline)
+    if failure is not None:
+        return SearchResult(failure, 0, skipped)
+    before = len(probe.checked)
+    failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
+    return SearchResult(failure, len(probe.checked) - before, skipped)
+
+
+#: How many sizes are tried between the largest accepted and the smallest rejected size of a walked axis.
+LIMIT_STEPS = 4
+
+
+def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
+    """Where the model rejects the top of an axis walk (its real limit is below the one planned, e.g. a position
+    table with an offset), bisect towards that limit so the sizes just below it are checked too."""
+    walks = [r for r in probe.rejected if inputs.is_walk(r)]
+    for dim in dict.fromkeys(r.label.removeprefix("edge: ").split("=")[0] for r in walks):
+        template = min((r for r in walks if r.label.startswith(f"edge: {dim}=")), key=lambda r: r.dims_dict()[dim])
+        high = template.dims_dict()[dim]
+        accepted = [r.dims_dict()[dim] for r in probe.checked if r.dims_dict().get(dim, high) < high]
+        low = max(accepted, default=high)
+        for _ in range(LIMIT_STEPS):
+            if high - low <= 1 or time.monotonic() > deadline:
+                break
+            middle = (low + high) // 2
+            sized = tuple((d, middle if d == dim else n) for d, n in template.dims)
+            step = Recipe(f"edge: {dim}={middle}", sized, template.pattern, template.scale, template.seed)
+            failure = probe(step)
+            if failure is not None:
+                return failure
+            low, high = (low, middle) if step in probe.rejected else (middle, high)
+    return None
+
+
+def _explore(
+    probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]], deadline: float
+) -> Failure | None:
+    """Generated inputs through hypothesis, shrinking the first failure (within SHRINK_SECONDS)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, control, given, seed
+    from hypothesis import settings as hypothesis_settings
+
+    if control.currently_in_test_context():
+        raise OnnxParityUsageError(
+            "onnx_parity() was called inside a hypothesis @given test; it runs its own hypothesis search over "
+            "the model's inputs, which cannot nest. Call it from a plain test (examples= and seed= steer its inputs)."
+        )
+    found: dict[Recipe, Failure] = {}
+    latest: list[Failure] = []
+
+    def body(recipe: Recipe) -> None:
+        if recipe in found:
+            raise _Found(found[recipe])
+        stop = deadline if not latest else min(deadline, latest_at[0] + SHRINK_SECONDS)
+        if time.monotonic() > stop or inputs.elements(recipe, probe.specs) > MAX_ELEMENTS:
+            return  # budget spent: the smallest failure found so far stands
+        failure = probe(recipe)
+        if failure is not None:
+            found[recipe] = failure
+            latest.append(failure)
+            latest_at[:1] = latest_at[:1] or [time.monotonic()]
+            raise _Found(failure)
+
+    latest_at: list[float] = []
+    test: Any = given(inputs.recipe_strategy(probe.specs, options, plan))(body)
+    test = hypothesis_settings(
+        max_examples=options.examples,
+        deadline=None,
+        database=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )(test)
+    try:
+        with _private_storage(), _heap_frozen():
+            seed(options.seed)(test)()
+    except _Found as exc:
+        return exc.failure
+    except Exception:
+        if latest:  # hypothesis's own verdict (a flaky replay ...) must not hide the parity failure found
+            return latest[-1]
+        raise
+    return latest[-1] if latest else None
+
+
+@contextlib.contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Hypothesis's first run in a process collects the whole heap (``register_random`` looks for referrers): with
+    torch or TensorFlow loaded that is 0.1-0.3 s, and full collections during the search cost as much. What exists
+    before the search is not garbage the search makes, so it is set aside (``gc.freeze``) while the search runs.
+    Where the user has frozen objects themselves, their freeze is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _private_storage() -> Iterator[None]:
+    """Hypothesis caches what it reads of the user's source under ``./.hypothesis`` even without a database;
+    the plugin's search keeps its cache in the temporary directory instead, and puts the user's setting back."""
+    from hypothesis import configuration
+
+    previous = configuration.storage_directory(intent_to_write=False).home_directory
+    configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "pytest-onnxparity-hypothesis")
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(previous)
+
+
+def reach(
+    probe: Probe, plan: Mapping[str, tuple[int, ...]], skipped: Mapping[Recipe, str]
+) -> dict[str, dict[str, Any]]:
+    """Per dynamic axis: the sizes planned, the sizes checked, the largest, and each size skipped with why."""
+    out = {}
+    for dim, planned in plan.items():
+        checked = sorted({r.dims_dict()[dim] for r in probe.checked if dim in r.dims_dict()})
+        why_not: dict[int, str] = {}
+        reasons = [*skipped.items(), *((r, f"the model rejected it ({w[:120]})") for r, w in probe.rejected.items())]
+        for recipe, why in reasons:
+            size = recipe.dims_dict().get(dim)
+            if size is not None and size not in checked:
+                why_not.setdefault(size, why)
+        out[dim] = {
+            "planned": list(planned),
+            "checked": checked,
+            "largest": max(checked, default=None),
+            "skipped": {str(size): why for size, why in sorted(why_not.items())},
+        }
+    return out
