@@ -6,23 +6,56 @@ what a check needs when it runs.
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import OnnxParityError, OnnxParityUsageError, OnnxParityWarning, ParityMismatch
+from .errors import OnnxParityError, OnnxParityUsageError, OnnxParityWarning
 from .judge.figures import OutputFigures
-from .report.parity import ParityReport
+from .report.parity import Failure, ParityMismatch, ParityReport
+
+if TYPE_CHECKING:
+    from .adapters import ExportResult, PreparedModel
+    from .providers.registry import ProviderDefinition, Unavailable
+    from .runners import Runner
 
 __all__ = [
+    "ExportResult",
+    "Failure",
     "OnnxParityError",
     "OnnxParityUsageError",
     "OnnxParityWarning",
     "OutputFigures",
     "ParityMismatch",
     "ParityReport",
+    "PreparedModel",
+    "ProviderDefinition",
+    "Runner",
+    "Unavailable",
     "check",
 ]
-__version__ = "0.2.0"
+try:
+    __version__ = metadata.version("pytest-onnxparity")
+except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+#: The types hook writers need (pytest_onnxparity_adapters, pytest_onnxparity_providers), imported on first use so
+#: that importing the package stays cheap.
+_EXTENSION_TYPES = {
+    "ExportResult": "adapters",
+    "PreparedModel": "adapters",
+    "ProviderDefinition": "providers.registry",
+    "Unavailable": "providers.registry",
+    "Runner": "runners",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXTENSION_TYPES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXTENSION_TYPES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check(
@@ -38,7 +71,7 @@ def check(
 
     from .engine import check as engine
     from .options.settings import resolve
-    from .runners.providers import parse_providers
+    from .providers.registry import parse_providers
 
     (short,) = parse_providers(provider)
     resolved = resolve(options, {}, {})

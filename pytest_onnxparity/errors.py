@@ -1,11 +1,12 @@
-"""Exceptions users see. Standard library only."""
+"""Exceptions and the warning users see (``ParityMismatch``, which carries a report, is in ``report.parity``).
+Standard library only."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report.parity import ParityReport
+    pass
 
 
 class OnnxParityError(Exception):
@@ -17,14 +18,6 @@ class OnnxParityError(Exception):
 
 class OnnxParityUsageError(OnnxParityError, ValueError):
     """An option or argument given to the plugin is invalid."""
-
-
-class ParityMismatch(AssertionError):
-    """The ONNX model's outputs differ from the framework's; ``report`` holds the details."""
-
-    def __init__(self, report: ParityReport) -> None:
-        super().__init__(report.text())
-        self.report = report
 
 
 class OnnxParityWarning(UserWarning):

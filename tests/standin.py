@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_onnxparity.runners.precision import Precision
-from pytest_onnxparity.runners.providers import ProviderDefinition, Unavailable
+from pytest_onnxparity.providers.precision import Precision
+from pytest_onnxparity.providers.registry import ProviderDefinition, Unavailable
 
 #: The ops whose float results a bf16 device rounds (where the arithmetic happens).
 ROUNDED = ("MatMul", "Gemm", "Conv", "Add", "Mul", "Tanh", "Sigmoid", "Relu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -140,9 +141,82 @@ def test_replay_fails_on_a_wrong_input_shape_and_a_wrong_dtype(tmp_path, exporte
     assert "dtype" in capsys.readouterr().out
 
 
-def test_engine_modules_stay_small_and_free_of_pytest() -> None:
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of the package (dotted, relative to it) and the package modules it imports: at the top, under
+    TYPE_CHECKING or inside a function alike (an import that runs late is still a dependency)."""
+    import ast
+
     package = ROOT / "pytest_onnxparity"
-    sizes = {p.relative_to(package).as_posix(): len(p.read_text().splitlines()) for p in package.rglob("*.py")}
-    assert max(sizes.values()) <= 300, {k: v for k, v in sizes.items() if v > 300}
-    engine = (package / "engine.py").read_text()
-    assert sizes["engine.py"] < 120 and "import pytest" not in engine and "_pytest" not in engine
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        here = name.split(".") if name else []
+        base = here if is_package else here[:-1]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level:
+                origin = base[: len(base) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+                targets = _imported(origin, node.names, modules)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pytest_onnxparity"):
+                origin = node.module.split(".")[1:]  # type: ignore[union-attr]
+                targets = _imported(origin, node.names, modules)
+            found |= {target for target in targets if target in modules and target != name}
+        graph[name] = found
+    return graph
+
+
+def _imported(origin: list[str], names: list[Any], modules: Any) -> list[str]:
+    """``from origin import names``: the modules among the names, else ``origin`` itself."""
+    submodules = [".".join([*origin, alias.name]) for alias in names if ".".join([*origin, alias.name]) in modules]
+    return submodules or [".".join(origin)]
+
+
+def test_the_package_has_no_import_cycles_between_modules_or_subpackages() -> None:
+    graph = _package_imports()
+
+    def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+        state: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(node: str) -> list[str] | None:
+            state[node] = 1
+            stack.append(node)
+            for nxt in sorted(edges.get(node, ())):
+                if state.get(nxt) == 1:
+                    return [*stack[stack.index(nxt) :], nxt]
+                if nxt not in state and (found := visit(nxt)):
+                    return found
+            stack.pop()
+            state[node] = 2
+            return None
+
+        return next((found for node in sorted(edges) if node not in state and (found := visit(node))), None)
+
+    # a package's __init__ is the package's public face: importing it is not a dependency of the package on itself
+    assert cycle({k: {v for v in vs if not k.startswith(v + ".")} for k, vs in graph.items()}) is None
+
+    def room(module: str) -> str:
+        return module.split(".")[0] if "." in module or module in {"plugin", "adapters", "runners"} else module
+
+    rooms: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        if module == "":  # the public API imports what it exposes
+            continue
+        rooms.setdefault(room(module), set()).update(room(t) for t in targets if room(t) not in {room(module), ""})
+    assert cycle(rooms) is None, rooms
+
+
+def test_pytest_stays_in_the_plugin_and_frameworks_in_the_adapters() -> None:
+    package = ROOT / "pytest_onnxparity"
+    for path in package.rglob("*.py"):
+        where = path.relative_to(package).as_posix()
+        text = path.read_text()
+        if not where.startswith("plugin/"):
+            assert "import pytest" not in text and "_pytest" not in text, where
+        if not where.startswith(("adapters/", "plugin/benchmark.py")):  # the benchmark matches the framework's threads
+            assert not any(f"import {m}" in text for m in ("torch", "tensorflow", "keras", "tf2onnx")), where

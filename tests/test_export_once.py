@@ -169,7 +169,8 @@ def test_a_cache_entry_carries_external_weights_and_a_failed_write_is_a_reason(t
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from pytest_onnxparity.export.cache import ExportedModel, _read_cached, _write_cached
+    from pytest_onnxparity.export.cache import _read_cached, _write_cached
+    from pytest_onnxparity.export.exported import ExportedModel
     from pytest_onnxparity.graph import info as graph
 
     weights = np.arange(12, dtype=np.float32).reshape(4, 3)

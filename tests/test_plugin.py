@@ -138,7 +138,7 @@ def test_summary_json_and_junit_reports(pytester: pytest.Pytester, xdist: list[s
 
 
 def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, plant, exported) -> None:
-    from pytest_onnxparity.report.artifacts import slug
+    from pytest_onnxparity.plugin.artifacts import slug
 
     path = plant("mlp", weight_off)
     case = pytester.path / "artifacts" / slug("test_failing_check_writes_replayable_artifacts.py::test_defect[cpu]")

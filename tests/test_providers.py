@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from pytest_onnxparity.runners import providers
+from pytest_onnxparity.providers import registry as providers
 from tests.conftest import failure_text, parity_warnings
 
 DET_MODELS = """
@@ -36,7 +36,7 @@ class OnlyDet(torch.nn.Module):
 def _conftest(pytester: pytest.Pytester, *definitions: str) -> None:
     pytester.makeconftest(
         f"""
-        from pytest_onnxparity.runners.providers import Unavailable
+        from pytest_onnxparity.providers.registry import Unavailable
         from tests.standin import standin
 
         def pytest_onnxparity_providers():

@@ -480,7 +480,7 @@ def test_a_non_finite_value_in_an_int8_graph_is_not_blamed_on_float16() -> None:
     int8-static variant): the departure names the value without float16's reasons."""
     import numpy as np
 
-    from pytest_onnxparity.locate.departure import overflow
+    from pytest_onnxparity.locate.fp16 import overflow
 
     base, mine = np.array([1.0, -3.0e38, 2.0], np.float32), np.array([1.0, np.nan, 2.0], np.float32)
     int8 = overflow("scores", base, mine, [], {}, {}, fp16=False)

@@ -12,21 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 from .. import adapters
 from ..export import interface, variants
-from ..export.cache import ExportedModel, export
+from ..export.exported import ExportedModel, export
 from ..inputs import recipes as inputs
 from ..inputs import spec
 from ..judge import tolerance
 from ..judge.compare import FailingCase
 from ..locate import localize
+from ..locate.departure import departure
+from ..locate.divergence import Divergence
 from ..report.parity import ParityReport
 from ..report.timings import Timings
 from ..runners import ReferenceMemo
-from ..runners.onnxruntime import open_runners, require, versions
-from . import context, contracts, search
+from ..runners.onnxruntime import ignored_settings, open_runners, require, versions
+from . import contracts, search
 from .probe import Probe
 
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
+    from ..report.parity import Failure
 
 Exporter = Callable[[adapters.PreparedModel, Mapping[str, Mapping[int, str]], "CheckOptions", Path], ExportedModel]
 
@@ -37,7 +40,7 @@ class CheckResult:
     exported: ExportedModel
     policy: tolerance.TolerancePolicy
     case: FailingCase | None = None
-    divergence: localize.Divergence | None = None
+    divergence: Divergence | None = None
 
 
 def prepare(
@@ -94,7 +97,7 @@ def _compare(
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
-    where = localize.for_failure(probe, prepared, exported, options, axes, failure)
+    where = _localize(probe, prepared, exported, options, axes, failure)
     report = ParityReport(
         passed=failure is None,
         provider=provider,
@@ -106,7 +109,7 @@ def _compare(
             *exported.warnings,
             *matched.warnings,
             *contracts.declared_output_dims(info, probe.shapes),
-            *context.warnings(probe, found.generated, options.examples, failure is None),
+            *_warnings(probe, found.generated, options.examples, failure is None),
         ],
         versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,
@@ -118,3 +121,62 @@ def _compare(
         **target.report_fields(),
     )
     return CheckResult(report, exported, policy, probe.case_for(failure), where)
+
+
+def _localize(
+    probe: Probe,
+    prepared: adapters.PreparedModel,
+    exported: ExportedModel,
+    check: CheckOptions,
+    axes: Mapping[str, Mapping[int, str]],
+    failure: Failure | None,
+) -> Divergence | None:
+    """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
+    ``localize=False``."""
+    case = probe.case_for(failure)
+    if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
+        return None
+    provider = getattr(probe.target, "provider", "cpu")
+    names = getattr(probe.target, "feed_names", {})
+    graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
+    with probe.timings.phase("localize"):
+        try:
+            if exported.variant is not None and exported.base_path is not None:
+                intermediates = getattr(prepared, "intermediates", None)
+                records = intermediates(case.feed) if intermediates is not None else []
+                return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
+            return localize.localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
+        except Exception as exc:  # localizing must never replace the failure it explains
+            return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
+
+
+def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[str]:
+    """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
+    out = []
+    if probe.reference.name == probe.target.name:
+        out.append(
+            "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
+            "shows the graph runs across the inputs, not that its numerics are right (use a provider "
+            "other than cpu)"
+        )
+    # sizes of a walked axis past the model's own limit are not a warning: the reach reports them
+    rejected = {r: why for r, why in probe.rejected.items() if not inputs.is_walk(r)}
+    if rejected:
+        recipe, why = next(iter(rejected.items()))
+        out.append(
+            f"the {probe.reference.name} model raised on {len(rejected)} generated input set(s), which "
+            f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
+            "dynamic_axes or batch_sizes"
+        )
+    if passed and asked and generated < asked:
+        why = f"{len(rejected)} were rejected by the model" if rejected else "time budget or a small space"
+        out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
+    placement = getattr(probe.target, "placement", None)
+    if placement is not None and placement.fallback_ops:
+        out.append(
+            f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
+        )
+    log = getattr(probe.target, "log", [])
+    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+    return out + probe.dependence.warnings()

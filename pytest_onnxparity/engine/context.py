@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelRejected
-from ..inputs import recipes as inputs
-from ..runners.onnxruntime import ignored_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
     from ..inputs.spec import TensorSpec
     from ..judge.compare import Verdict
     from ..runners import Runner
-    from .probe import Probe
 
 
 def noise(
@@ -163,35 +160,3 @@ class Dependence:
                 "conversion could fail this check (the outputs are tiny, or the inputs ill-conditioned)"
             )
         return out
-
-
-def warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[str]:
-    """What makes a passing check weaker than it looks: skipped inputs, fewer examples, CPU fallback."""
-    out = []
-    if probe.reference.name == probe.target.name:
-        out.append(
-            "the reference and the target are the same runtime (an ONNX file on the CPU provider): this "
-            "shows the graph runs across the inputs, not that its numerics are right (use a provider "
-            "other than cpu)"
-        )
-    # sizes of a walked axis past the model's own limit are not a warning: the reach reports them
-    rejected = {r: why for r, why in probe.rejected.items() if not inputs.is_walk(r)}
-    if rejected:
-        recipe, why = next(iter(rejected.items()))
-        out.append(
-            f"the {probe.reference.name} model raised on {len(rejected)} generated input set(s), which "
-            f"were skipped (first: {recipe.describe()}: {why}); narrow the inputs with input_ranges, "
-            "dynamic_axes or batch_sizes"
-        )
-    if passed and asked and generated < asked:
-        why = f"{len(rejected)} were rejected by the model" if rejected else "time budget or a small space"
-        out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
-    placement = getattr(probe.target, "placement", None)
-    if placement is not None and placement.fallback_ops:
-        out.append(
-            f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
-            + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
-        )
-    log = getattr(probe.target, "log", [])
-    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
-    return out + probe.dependence.warnings()

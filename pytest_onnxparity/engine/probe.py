@@ -17,8 +17,7 @@ from ..inputs import spec
 from ..inputs.spec import Recipe
 from ..judge.compare import FailingCase, OutputContext, Verdict, compare
 from ..judge.figures import OutputFigures
-from ..locate import localize
-from ..locate.departure import Fp16Scan
+from ..locate.fp16 import Fp16Scan
 from ..report.parity import Failure
 from ..report.timings import Timings
 from ..runners import Deferred
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..adapters import PreparedModel
-    from ..export.cache import ExportedModel
+    from ..export.exported import ExportedModel
     from ..inputs.spec import TensorSpec
     from ..judge.tolerance import TolerancePolicy
     from ..options.settings import CheckOptions
@@ -284,13 +283,15 @@ class Probe:
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
         if self.cpu is not None and kind != "provider-vs-cpu":
-            failure.cpu_verdict = localize.cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
+            failure.cpu_verdict = cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
         return failure
 
 
 def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
-    infer_isolated = getattr(runner, "infer_isolated", None)
-    return infer_isolated(feed) if isolated and infer_isolated is not None else runner.infer(feed)
+    from ..runners import isolated as child
+    from ..runners.onnxruntime import OrtRunner
+
+    return child.infer_runner(runner, feed) if isolated and isinstance(runner, OrtRunner) else runner.infer(feed)
 
 
 def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
@@ -300,3 +301,17 @@ def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:
     for out in verdict.outputs:
         into.setdefault(out.name, OutputFigures(out.name)).merge(out)
+
+
+def cpu_verdict(
+    cpu: Runner, feed: dict[str, Any], reference: dict[str, Any], policy: TolerancePolicy, check_names: bool
+) -> str:
+    """ONNX Runtime's CPU provider on a provider's failing input: tells a conversion bug from a provider's."""
+    try:
+        verdict = compare(reference, cpu.infer(feed), policy, check_names)
+    except Exception as exc:
+        return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
+    worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
+    if verdict.passed:
+        return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
+    return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ..adapters import PreparedModel
     from ..options.settings import CheckOptions
-    from .cache import ExportedModel
+    from .exported import ExportedModel
 
 #: Calibration input sets for int8-static (the example, every batch size, then generated ones).
 CALIBRATION_SETS = 16
@@ -84,11 +84,11 @@ def preflight(exported: ExportedModel, provider: str, options: Mapping[str, str]
     """Open and run a variant once in a child process before this process does: ONNX Runtime can crash outright
     (a segmentation fault creating the session of an fp16 LSTM, for one) on graphs other tools wrote, and a crash
     must fail this check, not end the pytest session."""
-    from ..runners import isolated, providers
+    from ..runners import isolated
     from ..runners.onnxruntime import require
 
-    if providers.definition(provider).create_session is not None:
-        return  # a provider a hook added exists in this process only
+    if isolated.hosted_here(provider):
+        return
     try:
         isolated.infer(exported.path, provider, options, feed)
     except isolated.Crashed as exc:

@@ -111,7 +111,7 @@ def for_provider(
 
 def _for_provider(options: CheckOptions, provider: str, output_names: Sequence[str]) -> TolerancePolicy:
     from ..errors import OnnxParityUsageError
-    from ..runners import precision
+    from ..providers import precision
 
     unknown = sorted({k for v in (options.atol, options.rtol) if isinstance(v, Mapping) for k in v} - set(output_names))
     if unknown:

@@ -20,111 +20,18 @@ from typing import TYPE_CHECKING, Any
 from ..graph import scopes
 from ..judge.compare import compare, compare_values
 from ..runners.onnxruntime import OrtRunner
+from .divergence import CLEAR, Divergence
 
 if TYPE_CHECKING:
     from ..adapters import PreparedModel
-    from ..engine.probe import Probe
-    from ..export.cache import ExportedModel
+    from ..export.exported import ExportedModel
     from ..judge.compare import FailingCase
     from ..judge.tolerance import TolerancePolicy
     from ..options.settings import CheckOptions
-    from ..report.parity import Failure
-    from ..runners import Runner
 
 #: The failures worth localizing: a failing input that runs on both sides.
 LOCALIZED = ("values", "nonfinite", "shape", "provider-vs-cpu", "metrics")
-#: A module "diverges" when its output uses this many times its tolerance (rounding alone stays far below);
-#: failing that, the first one past its tolerance at all.
-CLEAR = 10.0
 LEVELS = ("basic", "extended", "all")
-
-
-@dataclasses.dataclass
-class Divergence:
-    stage: str = "unknown"
-    stage_detail: str = ""
-    module: str | None = None
-    module_type: str | None = None
-    nodes: list[str] = dataclasses.field(default_factory=list)
-    op_types: list[str] = dataclasses.field(default_factory=list)
-    max_abs_diff: float = 0.0
-    allowed: float = 0.0
-    #: For a provider: which provider ran the first divergent node.
-    placement: str = ""
-    #: How the error grows after the first divergence: "module: max abs diff".
-    after: list[str] = dataclasses.field(default_factory=list)
-    #: An artifact against a fresh export, the divergent path first.
-    differences: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
-    #: For the repro subgraph: (its input values, its output values, every value of the ONNX run, expected).
-    repro: tuple[list[str], list[str], dict[str, Any], dict[str, Any]] | None = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
-
-    def line(self) -> str:
-        """``first divergence: module 'blocks.3.act' (LeakyReLU) -> ONNX node '...' (LeakyRelu): ...; conversion``."""
-        nodes = ", ".join(f"{n!r} ({o})" for n, o in zip(self.nodes[:3], self.op_types[:3]))
-        word = "layer" if (self.module_type or "").startswith(("keras", "tf_keras")) else "module"
-        where = (
-            f"{word} {self.module!r} ({self.module_type}) -> ONNX node {nodes}"
-            if self.module
-            else (f"ONNX node {nodes}" if nodes else "no module or node could be singled out")
-        )
-        text = f"first divergence: {where}"
-        if self.max_abs_diff:
-            text += f": max abs diff {self.max_abs_diff:.3g}{f' (allowed {self.allowed:.3g})' if self.allowed else ''}"
-        text += f"; {self.stage}" + (f" ({self.stage_detail})" if self.stage_detail else "")
-        return text + (f"; {self.differences[0]}" if self.differences else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out.pop("repro")
-        out["line"] = self.line()
-        return out
-
-
-def cpu_verdict(
-    cpu: Runner, feed: dict[str, Any], reference: dict[str, Any], policy: TolerancePolicy, check_names: bool
-) -> str:
-    """ONNX Runtime's CPU provider on a provider's failing input: tells a conversion bug from a provider's."""
-    try:
-        verdict = compare(reference, cpu.infer(feed), policy, check_names)
-    except Exception as exc:
-        return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
-    worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
-    if verdict.passed:
-        return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
-    return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
-
-
-def for_failure(
-    probe: Probe,
-    prepared: PreparedModel,
-    exported: ExportedModel,
-    check: CheckOptions,
-    axes: Mapping[str, Mapping[int, str]],
-    failure: Failure | None,
-) -> Divergence | None:
-    """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
-    ``localize=False``."""
-    case = probe.case_for(failure)
-    if failure is None or case is None or not check.localize or failure.kind not in LOCALIZED:
-        return None
-    provider = getattr(probe.target, "provider", "cpu")
-    names = getattr(probe.target, "feed_names", {})
-    graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
-    with probe.timings.phase("localize"):
-        try:
-            if exported.variant is not None and exported.base_path is not None:
-                from .departure import departure
-
-                intermediates = getattr(prepared, "intermediates", None)
-                records = intermediates(case.feed) if intermediates is not None else []
-                return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
-        except Exception as exc:  # localizing must never replace the failure it explains
-            return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
 
 
 def localize(

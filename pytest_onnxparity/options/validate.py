@@ -115,7 +115,7 @@ def _input_ranges(value: Any) -> Mapping[str, tuple[float, float]]:
 
 
 def _provider_tolerances(value: Any) -> Mapping[str, Mapping[str, float]]:
-    from ..runners.providers import parse_providers
+    from ..providers.registry import parse_providers
 
     if not isinstance(value, Mapping):
         raise _fail("provider_tolerances", f"got {value!r}", "Pass {'tensorrt': {'atol': 1e-3, 'rtol': 1e-2}}.")

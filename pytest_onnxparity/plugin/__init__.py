@@ -16,8 +16,9 @@ import pytest
 from ..errors import OnnxParityError, OnnxParityWarning
 from ..options.settings import SessionPolicy
 from ..options.validate import VALIDATORS
-from ..runners import providers
-from .session import ITEM_ENTRIES, ParitySession, SessionHooks
+from ..providers import registry
+from .items import ITEM_ENTRIES
+from .session import ParitySession, SessionHooks
 
 SESSION = pytest.StashKey[ParitySession]()
 _PREVIOUS_PROVIDERS = pytest.StashKey[dict[str, Any]]()
@@ -136,7 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "override them.",
     )
     try:
-        previous = providers.register([d for added in config.hook.pytest_onnxparity_providers() for d in added])
+        previous = registry.register([d for added in config.hook.pytest_onnxparity_providers() for d in added])
     except ValueError as exc:
         raise pytest.UsageError(f"pytest_onnxparity_providers: {exc}") from None
     config.stash[_PREVIOUS_PROVIDERS] = previous
@@ -150,7 +151,7 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             value = parse(raw)
             if key == "providers":
-                policy["providers"] = tuple(providers.parse_providers(value))
+                policy["providers"] = tuple(registry.parse_providers(value))
             elif key in _PATHS:
                 policy[key] = _writable_path(option, value, base, directory=key in ("artifacts", "cache_dir"))
             else:
@@ -159,7 +160,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{option}/{ini}: {raw!r} is not valid: {exc}") from None
     try:
         raw_options, _ = _value(config, "onnx_parity_provider_options")
-        defaults["provider_options"] = providers.parse_provider_options(raw_options or [])
+        defaults["provider_options"] = registry.parse_provider_options(raw_options or [])
     except ValueError as exc:
         raise pytest.UsageError(f"--onnx-provider-options: {exc}") from None
     for _, ini, _ in _FLAGS:
@@ -185,7 +186,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Added providers belong to this session (an inner pytester session must not leak its stand-ins)."""
     if _PREVIOUS_PROVIDERS in config.stash:
-        providers.register(list(config.stash[_PREVIOUS_PROVIDERS].values()))
+        registry.register(list(config.stash[_PREVIOUS_PROVIDERS].values()))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -199,7 +200,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ids = [f"{p}-{v}" if v else p for v in (None, *variants) for p in chosen]
     from .benchmark import cases, collection_batch_sizes
 
-    for case in cases(collection_batch_sizes(session, metafunc.definition), chosen, variants):
+    for case in cases(
+        collection_batch_sizes(session.policy, session.config, lambda d: session.options(d, {}), metafunc.definition),
+        chosen,
+        variants,
+    ):
         values.append((chosen[0] if case.runtime == "framework" else case.runtime, case, case.variant))
         ids.append(case.id)
     metafunc.parametrize(("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant"), values, ids=ids)

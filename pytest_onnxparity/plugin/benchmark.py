@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..errors import OnnxParityError, OnnxParityUsageError, ParityMismatch
+from ..errors import OnnxParityError, OnnxParityUsageError
+from ..report.latency import Measurement
+from ..report.parity import ParityMismatch
+from .items import model_key
 
 if TYPE_CHECKING:
     from ..adapters import PreparedModel
-    from ..options.settings import CheckOptions
+    from ..engine.check import CheckResult
+    from ..options.settings import CheckOptions, SessionPolicy
     from ..report.parity import ParityReport
-    from .session import ParitySession
 
 WARMUP_RUNS = 5
 #: Seed of the benchmark input: far from the seeds the parity check draws from.
@@ -51,15 +54,6 @@ class BenchmarkCase:
 
 
 @dataclasses.dataclass
-class Measurement:
-    model: str
-    runtime: str
-    batch_size: int
-    median_s: float | None
-    speedup: float | None = None
-
-
-@dataclasses.dataclass
 class BenchmarkState:
     """Per session: parity results to reuse and the medians measured, for speedups, the summary and the plot."""
 
@@ -82,25 +76,29 @@ def cases(batch_sizes: tuple[int, ...], providers: list[str], variants: tuple[st
     ]
 
 
-def collection_batch_sizes(session: ParitySession, definition: Any) -> tuple[int, ...]:
-    """Batch sizes to benchmark this test at (marker > command line > ini), or () for none."""
-    if not session.policy.benchmark_allowed:
+def collection_batch_sizes(
+    policy: SessionPolicy, config: pytest.Config, options_for: Callable[[Any], CheckOptions], definition: Any
+) -> tuple[int, ...]:
+    """Batch sizes to benchmark this test at (marker > command line > ini), or () for none; ``options_for``
+    resolves a test's options."""
+    if not policy.benchmark_allowed:
         return ()
     marker = definition.get_closest_marker("onnx_parity")
-    wanted = session.policy.benchmark or bool(marker is not None and marker.kwargs.get("benchmark"))
+    wanted = policy.benchmark or bool(marker is not None and marker.kwargs.get("benchmark"))
     if not wanted:
         return ()
     try:
-        options = session.options(definition, {})
+        options = options_for(definition)
     except OnnxParityError:
         return ()  # the test itself fails with the message when it runs
-    if not session.policy.benchmark:
-        require_pytest_benchmark(session.config)
+    if not policy.benchmark:
+        require_pytest_benchmark(config)
     return options.benchmark_batch_sizes or tuple(sorted({1, max(options.batch_sizes)}))
 
 
 def run(
-    session: ParitySession,
+    state: BenchmarkState,
+    check: Callable[[PreparedModel, CheckOptions, str, Path, Any, str | None], CheckResult],
     request: pytest.FixtureRequest,
     prepared: PreparedModel,
     options: CheckOptions,
@@ -108,19 +106,19 @@ def run(
     case: BenchmarkCase,
     workdir: Path,
 ) -> ParityReport:
-    """Time one runtime at one batch size; returns the parity report of the same model and provider."""
+    """Time one runtime at one batch size; returns the parity report of the same model and provider (``check`` runs
+    the parity check when its item did not run first)."""
     from ..inputs import recipes as inputs
     from ..inputs import spec
     from ..runners.onnxruntime import OrtRunner
-    from .session import model_key
 
     key = model_key(request.node)
-    cached = session.benchmark.parity.get((key, provider, case.variant))
+    cached = state.parity.get((key, provider, case.variant))
     if cached is None:  # the parity item did not run first (deselected, or run alone): check parity here
-        result = session.run(prepared, options, provider, workdir, request.node, case.variant)
+        result = check(prepared, options, provider, workdir, request.node, case.variant)
         if not result.report.passed:
             raise ParityMismatch(result.report)
-        cached = session.benchmark.parity[(key, provider, case.variant)] = (result.exported.path, result.report)
+        cached = state.parity[(key, provider, case.variant)] = (result.exported.path, result.report)
     onnx_path, report = cached
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
@@ -170,7 +168,6 @@ def run(
     benchmark(call)
     median = benchmark.stats.stats.median if benchmark.stats is not None else None
     measurement = Measurement(key, info["runtime"], case.batch_size, median)
-    state = session.benchmark
     if case.runtime != "framework" and median:
         framework = next(
             (
@@ -187,24 +184,6 @@ def run(
     return report
 
 
-def _variant_panel(ax: Any, model: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Size (x) against latency at the largest batch timed (y), each point labelled with its worst cosine."""
-    for r in rows:
-        if not r["size_bytes"] or not r["latency_ms"]:
-            continue
-        batch = max(r["latency_ms"])
-        ax.scatter(r["size_bytes"] / 1e6, r["latency_ms"][batch], marker="o" if r["verdict"] == "PASS" else "x")
-        accuracy = f"cos {r['metrics']['cosine']:.4f}" if "cosine" in r["metrics"] else "exact"
-        ax.annotate(
-            f"{r['provider']} {r['variant']} ({accuracy}, {r['verdict']})",
-            (r["size_bytes"] / 1e6, r["latency_ms"][batch]),
-            fontsize=7,
-        )
-    ax.set_xlabel("file size (MB)")
-    ax.set_ylabel("median latency, largest batch (ms)")
-    ax.set_title(f"{model}: variants", fontsize=9)
-
-
 def _threads(framework: str) -> int:
     """The framework's intra-op thread count; ONNX Runtime is given the same."""
     if framework == "torch":
@@ -216,60 +195,3 @@ def _threads(framework: str) -> int:
 
         return int(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1)
     return os.cpu_count() or 1  # ONNX-file and hook-added adapters: no framework thread pool to match
-
-
-def summary_lines(measurements: list[Measurement]) -> list[str]:
-    """One line per model and batch size: each runtime's median and its speedup over the framework."""
-    lines = []
-    seen: dict[tuple[str, int], list[Measurement]] = {}
-    for m in measurements:
-        seen.setdefault((m.model, m.batch_size), []).append(m)
-    for (model, batch), group in seen.items():
-        parts = []
-        for m in group:
-            if m.median_s is None:
-                continue
-            text = f"{m.runtime} {m.median_s * 1e3:.3f} ms"
-            if m.speedup is not None:
-                text += f" ({m.speedup:.2f}x)"
-            parts.append(text)
-        if parts:
-            lines.append(f"{model} batch={batch}: " + ", ".join(parts))
-    return lines
-
-
-def plot(measurements: list[Measurement], path: Path, variants: Sequence[dict[str, Any]] = ()) -> None:
-    """A PNG: median latency per runtime (bars) and batch size (groups), one panel per model; beside it, for a
-    model with variants, each variant's file size against its latency, labelled with its accuracy."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise pytest.UsageError(
-            "--onnx-benchmark-plot needs matplotlib: pip install 'pytest-onnxparity[benchmark]'"
-        ) from exc
-    models = sorted({m.model for m in measurements})
-    columns = 2 if variants else 1
-    fig, axes = plt.subplots(len(models), columns, figsize=(8 * columns, 3.2 * max(1, len(models))), squeeze=False)
-    for row, model in enumerate(models):
-        if variants:
-            _variant_panel(axes[row, 1], model, [v for v in variants if v["model"] == model])
-        ax = axes[row, 0]
-        medians = {(m.runtime, m.batch_size): m.median_s for m in measurements if m.model == model and m.median_s}
-        batches = sorted({b for _, b in medians})
-        runtimes = list(dict.fromkeys(r for r, _ in medians))
-        width = 0.8 / max(1, len(runtimes))
-        for i, runtime in enumerate(runtimes):
-            values = [(medians.get((runtime, b)) or 0.0) * 1e3 for b in batches]
-            ax.bar([x + i * width for x in range(len(batches))], values, width, label=runtime)
-        ax.set_xticks([x + width * (len(runtimes) - 1) / 2 for x in range(len(batches))])
-        ax.set_xticklabels([f"batch {b}" for b in batches])
-        ax.set_ylabel("median latency (ms)")
-        ax.set_title(model, fontsize=9)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -20,7 +20,7 @@ def pytest_onnxparity_adapters() -> list[tuple[str, Callable[[Any], bool], str]]
 
 @pytest.hookspec
 def pytest_onnxparity_providers() -> list[Any]:  # type: ignore[empty-body]
-    """Add execution providers: return ``[pytest_onnxparity.runners.providers.ProviderDefinition(...), ...]``.
+    """Add execution providers: return ``[pytest_onnxparity.ProviderDefinition(...), ...]``.
 
     An added provider is chosen by its name in ``--onnx-providers`` like a built-in one; its callables
     say whether it can run here, open its session and tell the precision it computes in (a stand-in

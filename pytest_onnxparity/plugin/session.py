@@ -14,30 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from ..errors import OnnxParityError, OnnxParityWarning, ParityMismatch
+from ..errors import OnnxParityError, OnnxParityWarning
 from ..options.settings import CheckOptions, SessionPolicy, marker_options, resolve
 from ..report import summary
+from ..report.parity import ParityMismatch
+from .items import ITEM_CALLS, ITEM_ENTRIES, model_key
 
 if TYPE_CHECKING:
     from ..engine.check import CheckResult
     from ..report.parity import ParityReport
-
-#: The parity entries of one test item (shipped to the xdist controller on its call report).
-ITEM_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
-#: How many onnx_parity calls a test item made so far (the first one of a benchmark item is timed).
-ITEM_CALLS = pytest.StashKey[int]()
-
-
-def model_key(node: Any) -> str:
-    """The test without the plugin's own parameters: the same key for its provider and benchmark items."""
-    params = getattr(getattr(node, "callspec", None), "params", {})
-    rest = ",".join(
-        f"{k}={v!r}"
-        for k, v in sorted(params.items())
-        if k not in ("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant")
-    )
-    base = node.nodeid.split("[")[0]
-    return f"{base}[{rest}]" if rest else base
 
 
 class ParitySession:
@@ -120,7 +105,9 @@ class ParitySession:
                 if bench_case is not None and index == 0:
                     from . import benchmark
 
-                    return benchmark.run(self, request, prepared, options, provider, bench_case, workdir)
+                    return benchmark.run(
+                        self.benchmark, self.run, request, prepared, options, provider, bench_case, workdir
+                    )
                 result = self.run(prepared, options, provider, workdir, node, builds[0])
             report = self.decide(request, index, options, result)
             for build in builds[1:]:
@@ -143,7 +130,7 @@ class ParitySession:
 
     def _save_artifacts(self, nodeid: str, index: int, result: CheckResult) -> None:
         """Repro artifacts of a failing check; a write that fails is a warning, never a replacement for the failure."""
-        from ..report.artifacts import save_failure
+        from .artifacts import save_failure
 
         report = result.report
         try:
@@ -246,7 +233,7 @@ class SessionHooks:
         measurements = self.session.measurements()
         variants = summary.variant_rows(self.session.entries, measurements)
         if plot_path is not None and measurements:
-            from .benchmark import plot
+            from ..report.latency import plot
 
             self._guarded("--onnx-benchmark-plot", lambda: plot(measurements, plot_path, variants))
         if report_path is not None:
@@ -275,7 +262,7 @@ class SessionHooks:
             for line in summary.variant_lines(variants):
                 terminalreporter.write_line(line)
         if self.session.measurements():
-            from .benchmark import summary_lines as benchmark_lines
+            from ..report.latency import summary_lines as benchmark_lines
 
             terminalreporter.write_sep("=", "ONNX latency (median; speedup over the framework)")
             for line in benchmark_lines(self.session.measurements()):

@@ -195,3 +195,11 @@ def reach_text(reach: dict[str, dict[str, Any]]) -> str:
             text += f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         parts.append(text)
     return "; ".join(parts)
+
+
+class ParityMismatch(AssertionError):
+    """The ONNX model's outputs differ from the framework's; ``report`` holds the details."""
+
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__(report.text())
+        self.report = report

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError
+from ..providers import registry
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .onnxruntime import OrtRunner
 
 #: Seconds a child run may take before it counts as hung.
 TIMEOUT = 120
@@ -28,6 +31,18 @@ TIMEOUT = 120
 
 class Crashed(OnnxParityError):
     """ONNX Runtime died (a signal, an abort) or hung on the input instead of raising."""
+
+
+def hosted_here(provider: str) -> bool:
+    """A provider a hook added exists in this process only: it cannot run in a child."""
+    return registry.definition(provider).create_session is not None
+
+
+def infer_runner(runner: OrtRunner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``runner.infer`` in a child process (an input that may crash ONNX Runtime: an empty batch)."""
+    if hosted_here(runner.provider):
+        return runner.infer(feed)
+    return infer(runner.path, runner.provider, runner.options, {n: feed[k] for n, k in runner.feed_names.items()})
 
 
 def infer(

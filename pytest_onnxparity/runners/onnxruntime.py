@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError
 from ..graph import edits as graph_edits
-from . import Deferred, precision, providers
+from ..providers import precision, registry
+from . import Deferred
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,7 +45,7 @@ _IGNORED = re.compile(r"option|ignored|invalid|unknown|unsupported|not supported
 class ProviderUnavailable(OnnxParityError):
     """The provider cannot run here (not installed, no device, libraries fail to load): a skip, not a failure."""
 
-    def __init__(self, reason: providers.Unavailable) -> None:
+    def __init__(self, reason: registry.Unavailable) -> None:
         super().__init__(reason.message)
         self.kind = reason.kind
 
@@ -118,18 +119,18 @@ def ignored_settings(log: list[str]) -> list[str]:
 def open_session(path: str, short: str, options: Mapping[str, str], so: Any, log: list[str]) -> tuple[Any, list[str]]:
     """An InferenceSession on ``short`` (CPU as the fallback ONNX Runtime adds); raises on a silent fallback."""
     ort = require()
-    reason = providers.unavailable(short)
+    reason = registry.unavailable(short)
     if reason is not None:
         raise ProviderUnavailable(reason)
-    defined = providers.definition(short)
+    defined = registry.definition(short)
     with native_output(log):
         try:
             if defined.create_session is not None:
                 session = defined.create_session(path, options, so)
             elif short == "cpu":
                 session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            elif providers.plugin_devices(short):
-                so.add_provider_for_devices(providers.plugin_devices(short), dict(options))
+            elif registry.plugin_devices(short):
+                so.add_provider_for_devices(registry.plugin_devices(short), dict(options))
                 session = ort.InferenceSession(path, so)
             else:
                 session = ort.InferenceSession(
@@ -139,7 +140,7 @@ def open_session(path: str, short: str, options: Mapping[str, str], so: Any, log
             raise OnnxParityError(f"ONNX Runtime could not create a session on {short}: {exc}") from exc
     used = session.get_providers()
     if short != "cpu" and defined.create_session is None and defined.ort_name not in used:
-        missing = providers.diagnose_fallback(short, "\n".join(log))
+        missing = registry.diagnose_fallback(short, "\n".join(log))
         if missing is not None:
             raise ProviderUnavailable(missing)
         raise OnnxParityError(
@@ -227,14 +228,6 @@ class OrtRunner:
             out[name] = out[name].astype(np_dtype("bfloat16"))
         return out
 
-    def infer_isolated(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``infer`` in a child process (an input that may crash ONNX Runtime: an empty batch)."""
-        if providers.definition(self.provider).create_session is not None:
-            return self.infer(feed)  # a hook-added provider exists in this process only
-        from . import isolated
-
-        return isolated.infer(self.path, self.provider, self.options, {n: feed[k] for n, k in self.feed_names.items()})
-
     def report_fields(self) -> dict[str, Any]:
         """What this runner knows about its run, under the report's field names."""
         return {
@@ -278,14 +271,14 @@ def placement_from_profile(session: Any, short: str) -> Placement:
     profile = session.end_profiling()
     events = json.loads(Path(profile).read_text())
     Path(profile).unlink(missing_ok=True)
-    attribute = providers.definition(short).attribute_node
+    attribute = registry.definition(short).attribute_node
     nodes: dict[str, set[str]] = collections.defaultdict(set)
     ops: dict[str, str] = {}
     for event in events:
         args = event.get("args") or {}
         if event.get("cat") == "Node" and "provider" in args:
             node, op = event["name"].rsplit("_kernel_time", 1)[0], args.get("op_name", "?")
-            ran = providers.FULL_NAMES.get(args["provider"], args["provider"])
+            ran = registry.FULL_NAMES.get(args["provider"], args["provider"])
             nodes[attribute(node, op, args["provider"]) if attribute else ran].add(node)
             ops[node] = op
     fallback = collections.Counter(ops[n] for provider, names in nodes.items() if provider != short for n in names)
@@ -293,7 +286,7 @@ def placement_from_profile(session: Any, short: str) -> Placement:
     placement = Placement(session.get_providers(), {p: len(n) for p, n in nodes.items()}, dict(fallback), by_node)
     if short != "cpu" and nodes and not nodes.get(short):
         raise OnnxParityError(
-            f"{providers.definition(short).ort_name} executed none of the graph's {sum(placement.nodes.values())} "
+            f"{registry.definition(short).ort_name} executed none of the graph's {sum(placement.nodes.values())} "
             f"nodes: every node fell back to CPU ({', '.join(f'{op} x{n}' for op, n in sorted(fallback.items()))}). "
             "The result would only test the CPU provider; check the provider's supported operators and opset."
         )

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from . import providers
+from . import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Precision:
 
 def precision(short: str, options: Mapping[str, str]) -> Precision:
     """At which precision ``short`` runs a float32 graph with these options (see each provider's docs)."""
-    defined = providers.definition(short)
+    defined = registry.definition(short)
     if defined.precision is not None:
         return defined.precision(options)
     if short == "openvino":
@@ -71,7 +71,7 @@ def _openvino_precision(options: Mapping[str, str]) -> Precision:
         hint = ""
     if hint:
         return Precision(hint, "load_config's INFERENCE_PRECISION_HINT", _OV_HINT)
-    devices = providers.plugin_devices("openvino")
+    devices = registry.plugin_devices("openvino")
     if not devices and "precision" in options:
         name = {"FP32": "f32", "ACCURACY": "f32", "FP16": "f16"}.get(options["precision"].upper(), "f32")
         return Precision(name, f"precision={options['precision']}", "--onnx-provider-options=openvino:precision=FP32")
