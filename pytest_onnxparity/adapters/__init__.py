@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 
@@ -93,6 +93,50 @@ class PreparedModel(Protocol):
     def close(self) -> None:
         """Undo anything done to the user's model (training mode, parameters and buffers)."""
         ...
+
+
+# Optional capabilities: an adapter that has one declares it by having the member (checked with isinstance, so a
+# hook-added adapter without them still works: the engine then does without).
+
+
+@runtime_checkable
+class Float64Reference(Protocol):
+    """The model run in float64 on the same inputs: how far the float32 reference's own rounding error reaches."""
+
+    def infer_float64(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Outputs of a float64 copy of the model, keyed like ``infer``'s; None where none can be made."""
+        ...
+
+
+@runtime_checkable
+class LayerOutputs(Protocol):
+    """Every module's (layer's) output on a feed: what localization walks."""
+
+    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+        """(module or layer name, its class, its outputs) for each, in execution order."""
+        ...
+
+
+@runtime_checkable
+class TokenIds(Protocol):
+    """A tokenizer's special ids (``pad``, ``bos``, ``eos``): placed where a tokenizer places them."""
+
+    special_ids: dict[str, int]
+
+
+def float64_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """The model's float64 outputs on ``feed``, or None where the adapter cannot make them."""
+    return prepared.infer_float64(feed) if isinstance(prepared, Float64Reference) else None
+
+
+def layer_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+    """The model's module or layer outputs on ``feed`` ([] where the adapter cannot walk them)."""
+    return prepared.intermediates(feed) if isinstance(prepared, LayerOutputs) else []
+
+
+def special_ids(prepared: PreparedModel) -> dict[str, int]:
+    """The model's pad / bos / eos token ids, where it has them."""
+    return dict(prepared.special_ids) if isinstance(prepared, TokenIds) else {}
 
 
 def _is_torch_model(model: Any) -> bool:

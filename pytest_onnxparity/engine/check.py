@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import adapters
 from ..export import interface, variants
-from ..export.exported import ExportedModel, export
+from ..export.exported import ExportedModel, Exporter, export
 from ..inputs import recipes as inputs
 from ..inputs import spec
 from ..judge import tolerance
@@ -30,8 +30,6 @@ from .probe import Probe
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
     from ..report.parity import Failure
-
-Exporter = Callable[[adapters.PreparedModel, Mapping[str, Mapping[int, str]], "CheckOptions", Path], ExportedModel]
 
 
 @dataclasses.dataclass
@@ -136,14 +134,13 @@ def _localize(
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
         return None
-    provider = getattr(probe.target, "provider", "cpu")
-    names = getattr(probe.target, "feed_names", {})
+    provider = probe.target.provider
+    names = probe.target.feed_names
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
     with probe.timings.phase("localize"):
         try:
             if exported.variant is not None and exported.base_path is not None:
-                intermediates = getattr(prepared, "intermediates", None)
-                records = intermediates(case.feed) if intermediates is not None else []
+                records = adapters.layer_outputs(prepared, case.feed)
                 return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
             return localize.localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
         except Exception as exc:  # localizing must never replace the failure it explains
@@ -171,12 +168,11 @@ def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[st
     if passed and asked and generated < asked:
         why = f"{len(rejected)} were rejected by the model" if rejected else "time budget or a small space"
         out.append(f"{generated} generated input set(s) were compared of the {asked} asked ({why})")
-    placement = getattr(probe.target, "placement", None)
-    if placement is not None and placement.fallback_ops:
+    placement = probe.target.placement
+    if placement.fallback_ops:
         out.append(
             f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
             + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
         )
-    log = getattr(probe.target, "log", [])
-    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(log)]
+    out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(probe.target.log)]
     return out + probe.dependence.warnings()

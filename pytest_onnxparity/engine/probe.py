@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import adapters
 from ..errors import ModelRejected
 from ..inputs import recipes as inputs
 from ..inputs import spec
@@ -45,7 +46,7 @@ class Probe:
     """Compares ``target`` (and, for providers other than CPU, ``cpu``) with ``reference`` on one recipe at a time."""
 
     reference: Runner
-    target: Runner
+    target: OrtRunner
     cpu: Runner | None
     specs: list[TensorSpec]
     example: Mapping[str, np.ndarray]
@@ -114,7 +115,8 @@ class Probe:
                 exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
             )
 
-        feeds = spec.feed_digest(prepared.example, specs, options.mask_holes, getattr(prepared, "special_ids", {}))
+        special = adapters.special_ids(prepared)
+        feeds = spec.feed_digest(prepared.example, specs, options.mask_holes, special)
         stat = os.stat(exported.path)
         return cls(
             prepared,
@@ -126,7 +128,7 @@ class Probe:
             check_names=prepared.output_names_meaningful or exported.names_are_ours,
             interface=f"Dynamic axes checked: {dict(axes)}; the ONNX graph declares input dims {info.input_dims}.",
             mask_holes=options.mask_holes,
-            special_ids=getattr(prepared, "special_ids", {}),
+            special_ids=special,
             declared=info.by_model_names(target.feed_names, prepared.output_names, info.dims()),
             include_padding=options.include_padding,
             index_sources=sources,

@@ -96,8 +96,6 @@ class ExportCache:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
         self._exports: dict[str, ExportedModel] = {}
-        #: Exports actually run (neither reused nor read from the cache), by key: what the tests count.
-        self.exports_run: list[str] = []
 
     def exporter(self, test: str, fresh: bool = False, variant: str | None = None) -> Callable[..., ExportedModel]:
         """The export of a model (one per session), or the ``variant`` built from it (one per session too)."""
@@ -116,7 +114,6 @@ class ExportCache:
             if hit is not None:
                 return dataclasses.replace(hit, origin="reused", seconds=0.0)
             built = build(prepared, exported, variant, options, axes, workdir)
-            self.exports_run.append(key or f"{test}:{variant}")
             if key is not None:
                 self._exports[key] = built
             return built
@@ -139,7 +136,6 @@ class ExportCache:
             unwritten = None
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
-                self.exports_run.append(key or test)
                 unwritten = None if entry is None else _write_cached(entry, exported)
             exported = dataclasses.replace(exported, key=key)
             if key is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,3 +82,7 @@ def export(
         "model file" if result.path else "exported",
         time.perf_counter() - start,
     )
+
+
+#: What produces a check's ONNX file: :func:`export`, or the session's cache in front of it.
+Exporter = Callable[["PreparedModel", Mapping[str, Mapping[int, str]], "CheckOptions", Path], ExportedModel]

@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import adapters
 from ..errors import OnnxParityError
 from ..graph import info as graph
 from ..inputs.spec import LIKE_EXAMPLE, SCALES
+from ..options.names import QUANTIZED_VARIANTS
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..adapters import PreparedModel
     from ..options.settings import CheckOptions
-    from .exported import ExportedModel
+    from .exported import ExportedModel, Exporter
 
 #: Calibration input sets for int8-static (the example, every batch size, then generated ones).
 CALIBRATION_SETS = 16
@@ -37,8 +39,6 @@ CALIBRATION_SETS = 16
 INT8_EDGE_CASES = frozenset({"batches", "lengths"})
 #: The largest input magnitude an fp16 variant is checked at.
 FP16_SCALE = 10.0
-
-Exporter = Callable[["PreparedModel", Mapping[str, Mapping[int, str]], "CheckOptions", Path], "ExportedModel"]
 
 
 class VariantUnavailable(OnnxParityError):
@@ -52,7 +52,7 @@ def check_options(options: CheckOptions, variant: str | None) -> CheckOptions:
     if variant == "fp16":  # x1e3 inputs take most networks past float16's range by design
         scales = tuple(s for s in (options.input_scales or SCALES) if s <= FP16_SCALE)
         return dataclasses.replace(options, edge_cases=options.edge_cases - {"large"}, input_scales=scales)
-    if variant not in ("int8-dynamic", "int8-static"):
+    if variant not in QUANTIZED_VARIANTS:
         return options
     return dataclasses.replace(
         options,
@@ -241,7 +241,7 @@ def calibration_feeds(
         Recipe("calibration", tuple(sizes.items()), LIKE_EXAMPLE, 1.0, 5000 + k)
         for k in range(max(0, count - len(recipes)))
     ]
-    special = getattr(prepared, "special_ids", {})
+    special = adapters.special_ids(prepared)
     feeds = [materialize(r, specs, prepared.example, special=special) for r in recipes]
     return [{graph_name: feed[model_name] for graph_name, model_name in feed_names.items()} for feed in feeds]
 

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..options.names import NOISE_FACTOR
 from . import tolerance
 from .figures import OutputFigures
 from .tolerance import TolerancePolicy
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 WORST_ROWS = 5
 #: How many times the reference's own rounding error ONNX Runtime may be off (two float32 runtimes with
 #: different kernels, reduction orders and transcendental approximations).
-NOISE_FACTOR = 10.0
 #: The noise level every element of an output is credited with: this quantile of its elements' noise.
 NOISE_QUANTILE = 0.9
 

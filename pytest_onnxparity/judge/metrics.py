@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..options.names import METRICS, QUANTIZED_METRICS, QUANTIZED_VARIANTS
+
 if TYPE_CHECKING:
     import numpy as np
 
-_INT8 = {"cosine": 0.99, "snr_db": 20.0, "top1": 0.9, "top5": 0.99}
-#: Thresholds by variant (``variant_metrics`` overrides them, per variant or per output). Lossless variants
-#: (optimized, simplified) and fp16 have none: the element-wise rule judges them.
-DEFAULTS: dict[str, dict[str, float]] = {"int8-dynamic": dict(_INT8), "int8-static": dict(_INT8)}
-NAMES = ("cosine", "snr_db", "top1", "top5")
+#: Thresholds by variant (``variant_metrics`` overrides them, per variant or per output).
+DEFAULTS: dict[str, dict[str, float]] = {variant: dict(QUANTIZED_METRICS) for variant in QUANTIZED_VARIANTS}
 #: Judged per input set; the others are pooled over input sets (weighted by rows).
 PER_INPUT = ("cosine", "snr_db")
 #: Top-5 needs at least this many classes to mean anything.
@@ -76,7 +75,7 @@ def merge(mine: dict[str, float], rows: int, theirs: Mapping[str, float], their_
     return out
 
 
-def used(values: Mapping[str, float], limits: Mapping[str, float], names: tuple[str, ...] = NAMES) -> float:
+def used(values: Mapping[str, float], limits: Mapping[str, float], names: tuple[str, ...] = METRICS) -> float:
     """The share of the allowance used, as the element-wise rule's ``tolerance_used`` (1.0: the edge of failing):
     the error power against the error power a threshold allows: ``(1 - cosine) / (1 - limit)`` (so for top-k),
     ``10 ** ((limit - snr) / 10)`` for SNR."""
@@ -95,7 +94,7 @@ def used(values: Mapping[str, float], limits: Mapping[str, float], names: tuple[
     return max(shares)
 
 
-def shortfalls(values: Mapping[str, float], limits: Mapping[str, float], names: tuple[str, ...] = NAMES) -> list[str]:
+def shortfalls(values: Mapping[str, float], limits: Mapping[str, float], names: tuple[str, ...] = METRICS) -> list[str]:
     """The metrics of ``names`` below their thresholds, worded: ``cosine 0.931 < 0.99``."""
     return [
         f"{name} {values[name]:.4g} < {limits[name]:g}"
@@ -108,7 +107,7 @@ def text(values: Mapping[str, float]) -> str:
     """``cosine 0.99987, SNR 38.1 dB, top-1 1.000, top-5 1.000``."""
     labels = {"cosine": ("cosine", ".5f"), "snr_db": ("SNR", ".1f"), "top1": ("top-1", ".3f"), "top5": ("top-5", ".3f")}
     parts = []
-    for name in NAMES:
+    for name in METRICS:
         if name in values:
             label, spec = labels[name]
             parts.append(f"{label} {format(values[name], spec)}" + (" dB" if name == "snr_db" else ""))
@@ -127,10 +126,10 @@ def thresholds(
         return {}
     chosen = dict(DEFAULTS.get(variant, {}))
     mine = overrides.get(variant, {})
-    chosen.update({k: float(v) for k, v in mine.items() if k in NAMES})
+    chosen.update({k: float(v) for k, v in mine.items() if k in METRICS})
     per_output = mine.get(output)
     named = per_output if isinstance(per_output, Mapping) else {}
-    chosen.update({k: float(v) for k, v in named.items() if k in NAMES})
+    chosen.update({k: float(v) for k, v in named.items() if k in METRICS})
     if ndim != 2:
         chosen = {k: v for k, v in chosen.items() if k not in TOP_K or k in named}
     return {k: v for k, v in chosen.items() if k not in TOP_K or v > 0}  # top-k at 0: not judged (an embedding)

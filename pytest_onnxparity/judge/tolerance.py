@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..options.names import NOISE_FACTOR
+
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
 
@@ -41,7 +43,7 @@ class TolerancePolicy:
     precision_default: tuple[float, float] | None = None
     reason: str = ""
     #: How many times the reference's own rounding error is tolerated (0: the fixed tolerance alone).
-    noise_factor: float = 10.0
+    noise_factor: float = NOISE_FACTOR
     #: The variant checked (``variants.py``), and the user's ``variant_metrics``: a variant's report shows the
     #: metrics of ``metrics.py``; one with thresholds (int8) is judged by them instead of element by element.
     variant: str | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OnnxParityUsageError
+from .names import NOISE_FACTOR
 from .validate import EDGE_CASES, VALIDATORS, ToleranceValue
 
 #: 1, a small odd size, and a wide batch well past the usual ones: rows past the first few are checked.
@@ -45,7 +46,7 @@ class CheckOptions:
     provider_options: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     provider_tolerances: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     #: How many times the reference's own rounding error ONNX Runtime may be off (0: the fixed tolerance alone).
-    noise_factor: float = 10.0
+    noise_factor: float = NOISE_FACTOR
     edge_cases: frozenset[str] = frozenset(EDGE_CASES)
     #: Masks with holes (kept positions scattered), besides the right/left padding a tokenizer makes.
     mask_holes: bool = False

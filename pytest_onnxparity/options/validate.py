@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import OnnxParityUsageError
+from .names import METRICS, VARIANTS
 
 ToleranceValue = float | Mapping[str, float] | None
 #: More generated input sets than this is a typo or a CI hang, not a test.
@@ -152,12 +153,6 @@ def _examples(value: Any) -> int:
     if count > MAX_EXAMPLES:
         raise _fail("examples", f"got {value!r}", fix)
     return count
-
-
-#: The variants the plugin builds from an export (``variants.py``), in the order they are listed.
-VARIANTS = ("optimized", "simplified", "fp16", "int8-dynamic", "int8-static")
-#: The metrics a variant can be held to (``metrics.py``); cosine and top-k agreement lie in [0, 1].
-METRICS = ("cosine", "snr_db", "top1", "top5")
 
 
 def _variants(value: Any) -> tuple[str, ...]:
