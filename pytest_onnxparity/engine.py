@@ -59,7 +59,8 @@ def run(
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
     exporter = exporter or variants.with_variant(export, variants.to_build(options))
     exported = exporter(prepared, axes, options, workdir)
-    return _compare(prepared, exported, axes, provider, variants.check_options(options, exported.variant), nodeid, memo)
+    checked = variants.check_options(options, exported.variant)
+    return _compare(prepared, exported, axes, provider, checked, nodeid, memo, workdir)
 
 
 def _compare(
@@ -70,6 +71,7 @@ def _compare(
     options: CheckOptions,
     nodeid: str,
     memo: ReferenceMemo | None,
+    workdir: Path,
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
@@ -88,7 +90,7 @@ def _compare(
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
-    where = localize.for_failure(probe, prepared, exported, options, axes, failure)
+    where = localize.for_failure(probe, prepared, exported, options, axes, failure, workdir)
     report = ParityReport(
         passed=failure is None,
         provider=provider,

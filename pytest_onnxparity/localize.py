@@ -105,9 +105,10 @@ def for_failure(
     check: CheckOptions,
     axes: Mapping[str, Mapping[int, str]],
     failure: Failure | None,
+    workdir: Path,
 ) -> Divergence | None:
     """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
-    ``localize=False``."""
+    ``localize=False``; ``workdir`` is the check's own folder (a fresh export to compare goes there)."""
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in LOCALIZED:
         return None
@@ -122,7 +123,7 @@ def for_failure(
                 intermediates = getattr(prepared, "intermediates", None)
                 records = intermediates(case.feed) if intermediates is not None else []
                 return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
+            return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy, workdir)
         except Exception as exc:  # localizing must never replace the failure it explains
             return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
 
@@ -136,10 +137,12 @@ def localize(
     case: FailingCase,
     feed: dict[str, Any],
     policy: TolerancePolicy,
+    workdir: Path,
 ) -> Divergence:
     """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs.
 
-    ``feed`` is the failing input keyed by the graph's input names (``case.feed`` by the model's).
+    ``feed`` is the failing input keyed by the graph's input names (``case.feed`` by the model's). A fresh export
+    to compare a user's file with goes into ``workdir`` (the check's temporary folder), never beside the file.
     """
     import onnx
 
@@ -148,7 +151,7 @@ def localize(
     options = check.provider_options.get(provider, {})
     found = Divergence()
     graph = onnx.load(exported.path, load_external_data=False)
-    reference, workdir = case.reference or {}, Path(exported.path).parent
+    reference = case.reference or {}
     everything = [v for node in graph.graph.node for v in node.output if v]
     ours_is_reference = prepared.name == "onnxruntime-cpu"
     found.stage, found.stage_detail, level = _stage(
@@ -171,8 +174,8 @@ def localize(
         )
     if exported.origin == "user file" and time.monotonic() < deadline:
         fresh = workdir / "fresh_export"
-        fresh.mkdir(parents=True, exist_ok=True)
         try:
+            fresh.mkdir(parents=True, exist_ok=True)
             result = prepared.export(fresh / "model.onnx", axes, dataclasses.replace(check, onnx_model=None))
             fresh_model = onnx.load(result.path or str(fresh / "model.onnx"))
             found.differences = scopes.structural_diff(onnx.load(exported.path), fresh_model, found.nodes)[:8]
