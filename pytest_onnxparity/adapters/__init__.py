@@ -163,10 +163,16 @@ def input_names(user: Sequence[str] | None, derived: Sequence[str]) -> tuple[str
     return tuple(user)
 
 
-def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
-    """The model's named outputs on its own example; a model that cannot run it is the user's error."""
+def outputs_on_example(
+    run_example: Callable[[], list[tuple[str, Any]]],
+) -> tuple[list[tuple[str, Any]], frozenset[str]]:
+    """The model's named outputs on its own example, and the user's source files that run executed (the model's
+    code and every helper it calls: what its export depends on); a model that cannot run it is the user's error."""
+    from ..sources import recording
+
     try:
-        named = run_example()
+        with recording() as code_files:
+            named = run_example()
     except OnnxParityError:
         raise
     except Exception as exc:
@@ -177,7 +183,7 @@ def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list
         ) from exc
     if not named:
         raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
-    return named
+    return named, frozenset(code_files)
 
 
 def call_model(
