@@ -460,3 +460,28 @@ def test_calls(onnx_parity):
     assert len(checks) == 6 and [c["export_origin"] for c in checks].count("exported") == 1
     figures = [o for c in checks for o in (*c["outputs"], *c["versus_cpu"])]
     assert figures and all(o["max_abs_diff"] < 1e-2 and o["rule"] == "tolerance" for o in figures), figures
+
+
+def test_recording_names_the_users_files_a_run_called_into_and_leaves_a_profiler_as_it_was(tmp_path) -> None:
+    import importlib.util
+    import sys
+
+    from pytest_onnxparity.sources import recording
+
+    (tmp_path / "helper_mod.py").write_text("import numpy as np\n\ndef helper(x):\n    return np.tanh(x) * 2\n")
+    spec = importlib.util.spec_from_file_location("helper_mod", tmp_path / "helper_mod.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    def outer_profiler(frame, event, arg) -> None:  # a profiler of the user's (cProfile, a debugger)
+        return None
+
+    sys.setprofile(outer_profiler)
+    try:
+        with recording() as files:
+            module.helper(np.ones(3))
+            json.dumps({"a": 1})  # the standard library: not the user's code
+        assert sys.getprofile() is outer_profiler
+    finally:
+        sys.setprofile(None)
+    assert files == {str(tmp_path / "helper_mod.py")}
