@@ -139,11 +139,8 @@ def localize(
     policy: TolerancePolicy,
     workdir: Path,
 ) -> Divergence:
-    """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs.
-
-    ``feed`` is the failing input keyed by the graph's input names (``case.feed`` by the model's). A fresh export
-    to compare a user's file with goes into ``workdir`` (the check's temporary folder), never beside the file.
-    """
+    """Rerun the failing input ``feed`` (by graph input names) to name the stage, the first divergent module/node and
+    what differs; a fresh export to compare a user's file with goes to ``workdir``, the check's, never beside it."""
     import onnx
 
     started = time.monotonic()
