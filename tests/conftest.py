@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -124,3 +127,15 @@ def check_planted_file(pytester: pytest.Pytester, models_module: str, model_name
     reprec.assertoutcome(failed=1)
     (text,) = failure_text(reprec).values()
     return text
+
+
+def run_unprivileged(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """pytest in a child process that file permissions bind, also when this runs as root (root ignores them; the
+    child's capability to is dropped with setpriv): a folder made read-only (chmod 555) is read-only to it."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={pytester.path / 'tmp'}", *args]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("runs as root without setpriv: a read-only folder cannot be made read-only to pytest")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    return pytester.run(*command, timeout=600)

@@ -220,3 +220,58 @@ def test_pytest_stays_in_the_plugin_and_frameworks_in_the_adapters() -> None:
             assert "import pytest" not in text and "_pytest" not in text, where
         if not where.startswith(("adapters/", "plugin/benchmark.py")):  # the benchmark matches the framework's threads
             assert not any(f"import {m}" in text for m in ("torch", "tensorflow", "keras", "tf2onnx")), where
+    sizes = {p.relative_to(package).as_posix(): len(p.read_text().splitlines()) for p in package.rglob("*.py")}
+    assert max(sizes.values()) <= 300, {k: v for k, v in sizes.items() if v > 300}
+    engine = (package / "engine.py").read_text()
+    assert sizes["engine.py"] < 120 and "import pytest" not in engine and "_pytest" not in engine
+
+
+def test_replay_fails_a_model_that_lost_an_output(tmp_path, exported, capsys) -> None:
+    """A model.onnx that no longer returns the 2nd output the check compared is no parity, however well the 1st
+    agrees."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from pytest_onnxparity.replay import main
+
+    case = _replay_case(tmp_path, exported)
+    model = onnx.load(str(case / "model.onnx"))
+    hidden = model.graph.node[1].output[0]  # the first layer's activations, as a second output
+    model.graph.output.append(onnx.helper.make_empty_tensor_value_info(hidden))
+    onnx.save(model, str(case / "model.onnx"))
+    data = case / "test_data_set_0"
+    x = numpy_helper.to_array(onnx.load_tensor(str(data / "input_0.pb")))
+    session = ort.InferenceSession(str(case / "model.onnx"), providers=["CPUExecutionProvider"])
+    for k, value in enumerate(session.run(None, {session.get_inputs()[0].name: x})):
+        (data / f"output_{k}.pb").write_bytes(numpy_helper.from_array(value, f"o{k}").SerializeToString())
+    record = [{"name": name, "tolerance": [1e-6, 1e-5]} for name in ("logits", "hidden")]
+    (case / "parity.json").write_text(json.dumps({"outputs": record, "noise_factor": 10.0}))
+    assert main([str(case)]) == 0
+    del model.graph.output[1]
+    onnx.save(model, str(case / "model.onnx"))
+    assert main([str(case)]) == 1
+    out = capsys.readouterr().out
+    assert "count: the model returns 2 output(s) ['logits', 'hidden'] but the ONNX graph has 1" in out, out
+    assert "parity FAILED" in out
+    # without a record, the output_K.pb files say how many outputs there were
+    (case / "parity.json").unlink()
+    assert main([str(case)]) == 1
+
+
+def test_replay_refuses_a_provider_this_onnxruntime_lacks(tmp_path, exported, capsys) -> None:
+    """ONNX Runtime would warn and run on the CPU: a replay "on CUDA" would be a CPU verdict under CUDA's name."""
+    import onnxruntime as ort
+
+    from pytest_onnxparity.replay import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    case = _replay_case(tmp_path, exported)
+    for name in ("CUDAExecutionProvider", "cuda"):
+        assert main(["--provider", name, str(case)]) == 2
+        err = capsys.readouterr().err
+        assert "CUDAExecutionProvider is not available in this build of ONNX Runtime" in err, err
+        assert "'CPUExecutionProvider'" in err and "--provider" in err

@@ -191,3 +191,53 @@ def test_a_graph_that_changed_an_input_dtype_fails_with_the_reason(pytester: pyt
 
     text = check_planted_file(pytester, "torch_models", "mlp", plant("mlp", float16_interface))
     assert "the ONNX graph takes input 'x' as float16 but the model takes float32" in text, text
+
+
+FILE_TOO_LARGE = """
+import resource, signal, torch
+
+def test_big(onnx_parity):
+    # a file size limit below the ONNX file's size: the OS refuses the write with EFBIG (errno 27)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+    onnx_parity(torch.nn.Linear(300, 300).eval(), torch.randn(2, 300))
+"""
+
+
+def test_an_export_the_os_cannot_write_is_reported_as_such(pytester: pytest.Pytester, monkeypatch) -> None:
+    """Not "make the model exportable" after a TorchScript retry: which file, the OS error and the fix."""
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_big=FILE_TOO_LARGE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert (
+        "torch.onnx.export (dynamo) could not write the ONNX file " in text
+        and "model.onnx: OSError: [Errno 27]" in text
+    )
+    assert "file size limit (ulimit -f)" in text and "--basetemp=DIR" in text
+    assert "make the model exportable" not in text and "torchscript" not in text.lower()
+
+
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [(28, "the disk is full"), (13, "the folder is not writable"), (30, "the file system is read-only")],
+)
+def test_a_write_error_names_the_file_the_os_error_and_the_fix(tmp_path, error: int, why: str) -> None:
+    import os
+
+    from pytest_onnxparity.adapters import write_error
+
+    path = tmp_path / "model.onnx"
+    refused = write_error(RuntimeError("export failed"), path, "tf2onnx")
+    assert refused is None  # not an OS error: the model's own problem
+    wrapped = RuntimeError("saving failed")
+    wrapped.__cause__ = OSError(error, os.strerror(error), str(path))
+    message = str(write_error(wrapped, path, "tf2onnx"))
+    assert f"tf2onnx could not write the ONNX file {path}: " in message and f"[Errno {error}]" in message
+    assert why in message and "the model itself was not the problem" in message
+    # the same error about another file (one the model's forward opened) is the model's
+    elsewhere = OSError(error, os.strerror(error), "/etc/elsewhere/data.bin")
+    assert write_error(elsewhere, path, "tf2onnx") is None

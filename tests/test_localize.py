@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tests.conftest import failures_by_test
+from tests.conftest import ROOT, failures_by_test, run_unprivileged
+from tests.defects import weight_off
 
 SIX_BLOCKS = """
 import numpy as np, onnx, pytest, torch
@@ -186,3 +187,35 @@ def test_localization_is_off_on_request_and_never_runs_on_a_pass(pytester: pytes
     reprec = pytester.inline_run("-p", "no:cacheprovider")
     reprec.assertoutcome(passed=1, failed=1)
     assert "first divergence" not in failures_by_test(reprec)["test_off"]
+
+
+def test_a_user_file_in_a_read_only_folder_is_localized_and_nothing_is_written_beside_it(
+    pytester: pytest.Pytester, plant, monkeypatch
+) -> None:
+    """The fresh export an artifact is compared with goes to the check's temporary folder, not the user's."""
+    import shutil
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    shipped = pytester.path / "shipped"
+    shipped.mkdir()
+    shutil.copyfile(plant("mlp", weight_off), shipped / "model.onnx")
+    pytester.makepyfile(
+        test_shipped=f"""
+        from sample_models.torch_models import build
+
+        def test_defect(onnx_parity):
+            model, example, options = build("mlp")
+            onnx_parity(model, example, onnx_model=r"{shipped / "model.onnx"}", **options)
+        """
+    )
+    shipped.chmod(0o555)
+    try:
+        result = run_unprivileged(pytester, "--onnx-report=r.json")
+    finally:
+        shipped.chmod(0o755)
+    result.assert_outcomes(failed=1)
+    assert [p.name for p in shipped.iterdir()] == ["model.onnx"]
+    (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+    divergence = check["first_divergence"]
+    assert divergence["stage"] == "conversion", divergence
+    assert any("differs from a fresh export" in d for d in divergence["differences"]), divergence

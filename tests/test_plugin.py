@@ -161,6 +161,54 @@ def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, pl
     assert passed.returncode == 0 and "parity OK" in passed.stdout, passed.stdout + passed.stderr
 
 
+def test_a_case_directory_without_the_manifest_is_never_written_over(pytester: pytest.Pytester, plant) -> None:
+    """A folder of that name that the plugin did not write (no manifest) is the user's: the case goes beside it."""
+    from pytest_onnxparity.artifacts import MANIFEST, slug
+
+    path = plant("mlp", weight_off)
+    name = slug("test_a_case_directory_without_the_manifest_is_never_written_over.py::test_defect[cpu]")
+    mine = pytester.path / "artifacts" / name
+    mine.mkdir(parents=True)
+    (mine / "model.onnx").write_bytes(b"the user's own model")
+    (mine / "README.txt").write_text("the user's notes")
+    for _ in range(2):  # the second run replaces its own case there, still beside the user's folder
+        text = check_planted_file(pytester, "torch_models", "mlp", path, "--onnx-artifacts=artifacts")
+        case = mine.with_name(f"{name}~1")
+        assert f"artifacts: {case}" in text and (case / MANIFEST).is_file() and (case / "model.onnx").is_file()
+    assert (mine / "model.onnx").read_bytes() == b"the user's own model"
+    assert sorted(p.name for p in mine.iterdir()) == ["README.txt", "model.onnx"]
+    assert (mine / "README.txt").read_text() == "the user's notes"
+    assert sorted(p.name for p in (pytester.path / "artifacts").iterdir()) == sorted([name, f"{name}~1"])
+
+
+NOISE_BOUND = """
+import torch
+
+def test_noise_bound(onnx_parity):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 8)).eval()
+    # no fixed tolerance: only the reference's own rounding error (once) separates ONNX Runtime from torch
+    onnx_parity(model, torch.randn(4, 64), atol=0.0, rtol=0.0, noise_factor=1.0, examples=3, exporter="torchscript")
+"""
+
+
+def test_a_check_judged_with_noise_factor_1_fails_its_replay_too(pytester: pytest.Pytester) -> None:
+    """Replay judges by every setting the verdict used: at the default noise factor (10) this case passes."""
+    from pytest_onnxparity.replay import main
+
+    pytester.makepyfile(test_noise=NOISE_BOUND)
+    reprec = pytester.inline_run("--onnx-artifacts=arts", "-p", "no:cacheprovider")
+    reprec.assertoutcome(failed=1)
+    (text,) = failure_text(reprec).values()
+    assert "1 * noise)" in text, text
+    (case,) = (pytester.path / "arts").iterdir()
+    record = json.loads((case / "parity.json").read_text())
+    assert record["noise_factor"] == 1.0 and record["variant"] is None
+    assert main([str(case)]) == 1
+    (case / "parity.json").write_text(json.dumps({**record, "noise_factor": 10.0}))
+    assert main([str(case)]) == 0  # the check's own noise factor is what fails it
+
+
 def test_strict_fails_a_check_that_passes_with_warnings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib
 import io
 import logging
@@ -206,10 +207,16 @@ def input_names(user: Sequence[str] | None, derived: Sequence[str]) -> tuple[str
     return tuple(user)
 
 
-def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
-    """The model's named outputs on its own example; a model that cannot run it is the user's error."""
+def outputs_on_example(
+    run_example: Callable[[], list[tuple[str, Any]]],
+) -> tuple[list[tuple[str, Any]], frozenset[str]]:
+    """The model's named outputs on its own example, and the user's source files that run executed (the model's
+    code and every helper it calls: what its export depends on); a model that cannot run it is the user's error."""
+    from .sources import recording
+
     try:
-        named = run_example()
+        with recording() as code_files:
+            named = run_example()
     except OnnxParityError:
         raise
     except Exception as exc:
@@ -220,7 +227,7 @@ def outputs_on_example(run_example: Callable[[], list[tuple[str, Any]]]) -> list
         ) from exc
     if not named:
         raise OnnxParityUsageError("the model returned no tensors; ONNX export needs at least one output tensor.")
-    return named
+    return named, frozenset(code_files)
 
 
 def call_model(
@@ -261,6 +268,35 @@ def short_error(exc: BaseException, limit: int = 1500) -> str:
     """``Type: message`` without terminal colours, cut to ``limit`` characters (exporter errors run long)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip()
     return text if len(text) <= limit else text[:limit] + " ... [truncated]"
+
+
+#: OS errors that mean the exported file could not be written, not that the model cannot be exported: why, briefly.
+_WRITE_ERRORS = {
+    errno.EFBIG: "the file is larger than the file size limit (ulimit -f) or the file system allows",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "the folder is not writable",
+    errno.EPERM: "the folder is not writable",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def write_error(exc: BaseException, path: Path, exporter: str) -> OnnxParityError | None:
+    """The error to raise when ``exc`` (or what it was raised from) is the OS refusing to write the ONNX file at
+    ``path`` (another exporter would fail alike, so none is tried); None when it is about the model."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
+            named = seen.filename
+            if named is None or Path(os.fsdecode(named)).resolve().parent == path.resolve().parent:
+                why = _WRITE_ERRORS[seen.errno]
+                return OnnxParityError(
+                    f"{exporter} could not write the ONNX file {path}: {short_error(seen, 300)} ({why}); the model "
+                    f"itself was not the problem.\n  Fix: free space or raise the limit where {path.parent} lives, "
+                    "or give pytest a temporary folder on a disk with room that you can write (--basetemp=DIR)."
+                )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextlib.contextmanager

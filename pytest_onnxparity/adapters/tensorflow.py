@@ -97,7 +97,7 @@ class PreparedTensorFlowModel:
                 if dims:
                     self.model_dynamic_axes[name] = dims
         self.model = model
-        named = outputs_on_example(lambda: flatten_outputs(self._call(self._tensors(self.example))))
+        named, self.code_files = outputs_on_example(lambda: flatten_outputs(self._call(self._tensors(self.example))))
         derived_outputs = self._structure = [n for n, _ in named]
         positional = positional_names(derived_outputs)
         # Names a user-supplied ONNX file must carry: the user's, or dict keys of the model's outputs. Keras

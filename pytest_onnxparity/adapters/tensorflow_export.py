@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError, OnnxParityUsageError
-from . import ExportResult, quiet, short_error
+from . import ExportResult, quiet, short_error, write_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +58,13 @@ def export(
             "onnx_model=..."
         ) from exc
     _rename_outputs(proto, list(output_names))
-    onnx.save(proto, str(path))
+    try:
+        onnx.save(proto, str(path))
+    except OSError as exc:
+        unwritten = write_error(exc, path, "tf2onnx")
+        if unwritten is None:
+            raise
+        raise unwritten from exc
     return ExportResult(f"tf2onnx {tf2onnx.__version__} (from_function)")
 
 

@@ -99,7 +99,7 @@ class PreparedTorchModel:
         ids = {name: getattr(config, f"{name}_token_id", None) for name in ("pad", "bos", "eos")}
         #: transformers' special tokens, placed in generated ids as a tokenizer places them.
         self.special_ids = {name: i for name, i in ids.items() if isinstance(i, int) and not isinstance(i, bool)}
-        named = outputs_on_example(lambda: flatten_outputs(self._forward(self._tensors(self.example))))
+        named, self.code_files = outputs_on_example(lambda: flatten_outputs(self._forward(self._tensors(self.example))))
         derived_outputs = [n for n, _ in named]
         self._output_ndims = [t.dim() for _, t in named]
         self._structure = derived_outputs

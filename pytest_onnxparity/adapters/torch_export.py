@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityError
-from . import ExportResult, quiet, short_error
+from . import ExportResult, quiet, short_error, write_error
 
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
@@ -42,6 +42,9 @@ def export(
             with quiet(*_LOGGERS) as said:
                 (_dynamo if exporter == "dynamo" else _torchscript)(call, path, dynamic_axes, options)
         except Exception as exc:  # the exporters raise many types; all mean "this exporter failed"
+            unwritten = write_error(exc, path, f"torch.onnx.export ({exporter})")
+            if unwritten is not None:
+                raise unwritten from exc
             reasons.append(f"{exporter} exporter failed: {short_error(exc)}")
             continue
         notes = [f"{exporter} exporter warned: {w}" for w in said if re.search(r"opset", w, re.IGNORECASE)]

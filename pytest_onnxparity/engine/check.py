@@ -66,7 +66,8 @@ def run(
     axes = spec.resolve_dynamic_axes(prepared.example, options, prepared.model_dynamic_axes)
     exporter = exporter or variants.with_variant(export, variants.to_build(options))
     exported = exporter(prepared, axes, options, workdir)
-    return _compare(prepared, exported, axes, provider, variants.check_options(options, exported.variant), nodeid, memo)
+    checked = variants.check_options(options, exported.variant)
+    return _compare(prepared, exported, axes, provider, checked, nodeid, memo, workdir)
 
 
 def _compare(
@@ -77,6 +78,7 @@ def _compare(
     options: CheckOptions,
     nodeid: str,
     memo: ReferenceMemo | None,
+    workdir: Path,
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
@@ -95,7 +97,7 @@ def _compare(
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
-    where = _localize(probe, prepared, exported, options, axes, failure)
+    where = _localize(probe, prepared, exported, options, axes, failure, workdir)
     report = ParityReport(
         passed=failure is None,
         provider=provider,
@@ -128,9 +130,10 @@ def _localize(
     check: CheckOptions,
     axes: Mapping[str, Mapping[int, str]],
     failure: Failure | None,
+    workdir: Path,
 ) -> Divergence | None:
     """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
-    ``localize=False``."""
+    ``localize=False``; ``workdir`` is the check's own folder (a fresh export to compare goes there)."""
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
         return None
@@ -142,7 +145,7 @@ def _localize(
             if exported.variant is not None and exported.base_path is not None:
                 records = adapters.layer_outputs(prepared, case.feed)
                 return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize.localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
+            return localize.localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy, workdir)
         except Exception as exc:  # localizing must never replace the failure it explains
             return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
 

@@ -51,50 +51,22 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def persistent_key(key: str | None, prepared: PreparedModel, options: CheckOptions) -> str | None:
-    """The key across sessions (``--onnx-cache-dir``): the session's ``key`` (weights already hashed in it) plus
-    the versions of the framework, exporter and onnx, and the source files of the model's classes: a changed line
-    of model code is another key. None for a user's file (never stored) or a model without a key."""
-    import hashlib
-    import json
-
-    import onnx
-
-    if key is None or options.onnx_model is not None:
-        return None
-    parts = [key, prepared.versions(), onnx.__version__, _source_digest(getattr(prepared, "model", None))]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def _source_digest(model: Any) -> str:
-    """A hash of the source files that define the model's classes (every submodule's, for torch)."""
-    import hashlib
-    import inspect
-
-    modules = getattr(model, "modules", None)
-    classes = {type(m) for m in modules()} if callable(modules) else {type(model)}
-    digest = hashlib.sha256()
-    for path in sorted({inspect.getsourcefile(c) or c.__qualname__ for c in classes if _has_source(c)}):
-        digest.update(path.encode())
-        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"")
-    return digest.hexdigest()
-
-
-def _has_source(cls: type) -> bool:
-    import inspect
-
-    try:
-        return inspect.getsourcefile(cls) is not None
-    except TypeError:  # built-in classes
-        return False
-
-
 class ExportCache:
     """One export per model per session, keyed by the test, the model's fingerprint and the export options;
-    with ``--onnx-cache-dir``, also across sessions (written atomically; xdist workers may share it)."""
+    with ``--onnx-cache-dir``, also across sessions (written atomically; xdist workers may share it).
+
+    A cache directory this process cannot write is read only: its entries are used, new exports are not stored
+    (the plugin says so once, at the start). Staging directories that a killed writer left are removed."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        import os
+
+        from .store import remove_stale_staging
+
         self.directory = directory
+        self.read_only = directory is not None and directory.is_dir() and not os.access(directory, os.W_OK)
+        if directory is not None and not self.read_only:
+            remove_stale_staging(directory)
         self._exports: dict[str, ExportedModel] = {}
 
     def exporter(self, test: str, fresh: bool = False, variant: str | None = None) -> Callable[..., ExportedModel]:
@@ -130,13 +102,15 @@ class ExportCache:
                 return dataclasses.replace(hit, origin="reused", seconds=0.0, key=key)
             entry = None
             if self.directory is not None:
+                from .store import persistent_key
+
                 stored = persistent_key(key, prepared, options)
                 entry = None if stored is None else self.directory / stored
             exported, unreadable = (None, None) if fresh or entry is None else _read_cached(entry)
             unwritten = None
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
-                unwritten = None if entry is None else _write_cached(entry, exported)
+                unwritten = None if entry is None or self.read_only else _write_cached(entry, exported)
             exported = dataclasses.replace(exported, key=key)
             if key is not None:
                 self._exports[key] = exported  # what later items reuse: the cache's troubles are this item's only
@@ -147,25 +121,31 @@ class ExportCache:
 
 
 def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
-    """The export an ``--onnx-cache-dir`` entry holds (None: no entry), or None and why it cannot be read (a
-    truncated file, a protobuf this onnx cannot parse, a hand-edited record): the cache only saves time, so an
-    entry it cannot use is a miss that a fresh export replaces, never the check's failure."""
-    import json
+    """The export an ``--onnx-cache-dir`` entry holds (None: no entry), or None and why it cannot be used (a
+    truncated file, a protobuf this onnx cannot parse, a hand-edited record, a file that is not the one written):
+    the cache only saves time, so an entry it cannot use is a miss that a fresh export replaces, never the
+    check's failure."""
     import textwrap
 
-    meta = entry / "meta.json"
-    if not meta.is_file():
-        return None, None
+    from .store import EntryChanged, read
+
     try:
-        recorded = json.loads(meta.read_text())
+        record = read(entry)
+        if record is None:
+            return None, None
         info = graph.inspect(entry / "model.onnx", user_file=False)
         exported = ExportedModel(
             str(entry / "model.onnx"),
-            recorded["exporter"],
-            tuple(recorded["notes"]),
-            tuple(recorded["warnings"]),
+            record["exporter"],
+            tuple(record["notes"]),
+            tuple(record["warnings"]),
             info,
             "cached",
+        )
+    except EntryChanged as exc:
+        return None, (
+            f"the --onnx-cache-dir entry {entry} was changed after it was written ({exc}): an entry is used only as "
+            "written; the model was exported afresh"
         )
     except (OSError, ValueError, KeyError, TypeError, OnnxParityError) as exc:
         reason = textwrap.shorten(str(exc).replace(str(entry / "model.onnx"), "model.onnx"), 300, placeholder=" ...")
@@ -177,42 +157,13 @@ def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
 
 
 def _write_cached(entry: Path, exported: ExportedModel) -> str | None:
-    """Write ``entry`` whole or not at all: the model file and the external data files it names are copied into a
-    temporary directory beside it, renamed into place. None when written, else why not (a warning: the check
+    """Store ``exported`` as ``entry`` (whole or not at all); None when written, else why not (a warning: the check
     itself ran on the fresh export)."""
-    import json
-    import os
-    import shutil
-    import tempfile
+    from .store import write
 
-    staging: Path | None = None
+    record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
     try:
-        source = Path(exported.path)
-        files = graph.external_files(source)
-        outside = sorted(f for f in files if Path(f).is_absolute() or ".." in Path(f).parts)
-        if outside:
-            raise ValueError(f"its external data files {outside} lie outside the model's folder")
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache from the other users of it
-        shutil.copyfile(source, staging / "model.onnx")
-        for name in files:
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source.parent / name, staging / name)
-        record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
-        (staging / "meta.json").write_text(json.dumps(record))
-        if entry.is_dir():  # a stale or unreadable entry (the fresh export replaces it)
-            shutil.rmtree(entry)
-        try:
-            os.replace(staging, entry)
-            staging = None
-        except OSError:  # another xdist worker wrote the same entry first: keep theirs
-            pass
+        write(entry, Path(exported.path), record)
     except Exception as exc:
         return f"the export could not be written to the --onnx-cache-dir entry {entry} ({type(exc).__name__}: {exc})"
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
     return None

@@ -43,11 +43,10 @@ def localize(
     case: FailingCase,
     feed: dict[str, Any],
     policy: TolerancePolicy,
+    workdir: Path,
 ) -> Divergence:
-    """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs.
-
-    ``feed`` is the failing input keyed by the graph's input names (``case.feed`` by the model's).
-    """
+    """Rerun the failing input ``feed`` (by graph input names) to name the stage, the first divergent module/node and
+    what differs; a fresh export to compare a user's file with goes to ``workdir``, the check's, never beside it."""
     import onnx
 
     started = time.monotonic()
@@ -55,7 +54,7 @@ def localize(
     options = check.provider_options.get(provider, {})
     found = Divergence()
     graph = onnx.load(exported.path, load_external_data=False)
-    reference, workdir = case.reference or {}, Path(exported.path).parent
+    reference = case.reference or {}
     everything = [v for node in graph.graph.node for v in node.output if v]
     ours_is_reference = prepared.name == "onnxruntime-cpu"
     found.stage, found.stage_detail, level = _stage(
@@ -78,8 +77,8 @@ def localize(
         )
     if exported.origin == "user file" and time.monotonic() < deadline:
         fresh = workdir / "fresh_export"
-        fresh.mkdir(parents=True, exist_ok=True)
         try:
+            fresh.mkdir(parents=True, exist_ok=True)
             result = prepared.export(fresh / "model.onnx", axes, dataclasses.replace(check, onnx_model=None))
             fresh_model = onnx.load(result.path or str(fresh / "model.onnx"))
             found.differences = scopes.structural_diff(onnx.load(exported.path), fresh_model, found.nodes)[:8]

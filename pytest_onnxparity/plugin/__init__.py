@@ -128,6 +128,21 @@ def _writable_path(option: str, raw: str, base: Path, directory: bool) -> Path:
     return path
 
 
+def _read_only_cache(config: pytest.Config, option: str, path: Path) -> bool:
+    """An existing cache directory this process cannot write is still read (a shared, populated cache on a
+    read-only mount): say once that new exports will not be stored there."""
+    if not path.is_dir() or os.access(path, os.W_OK):
+        return False
+    config.issue_config_time_warning(
+        OnnxParityWarning(
+            f"{option}: {path} is not writable: its exports are used, new ones are not stored there "
+            "(make it writable to fill it)"
+        ),
+        stacklevel=2,
+    )
+    return True
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -152,6 +167,8 @@ def pytest_configure(config: pytest.Config) -> None:
             value = parse(raw)
             if key == "providers":
                 policy["providers"] = tuple(registry.parse_providers(value))
+            elif key == "cache_dir" and _read_only_cache(config, option, base / Path(value).expanduser()):
+                policy[key] = base / Path(value).expanduser()
             elif key in _PATHS:
                 policy[key] = _writable_path(option, value, base, directory=key in ("artifacts", "cache_dir"))
             else:
