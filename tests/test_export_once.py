@@ -473,6 +473,7 @@ def test_recording_names_the_users_files_a_run_called_into_and_leaves_a_profiler
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+
     def outer_profiler(frame, event, arg) -> None:  # a profiler of the user's (cProfile, a debugger)
         return None
 
