@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, context, contracts, inputs, interface, localize, search, spec, tolerance, variants
+from . import adapters, context, contracts, inputs, interface, localize, search, sizes, spec, tolerance, variants
 from .compare import FailingCase
 from .export import ExportedModel, export
 from .probe import Probe
@@ -88,6 +88,9 @@ def _compare(
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    if failure is not None and options.localize:
+        with timings.phase("localize"):
+            failure.sizes = sizes.split(probe, failure, plan, options.localize_budget)
     where = localize.for_failure(probe, prepared, exported, options, axes, failure)
     report = ParityReport(
         passed=failure is None,

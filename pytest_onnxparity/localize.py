@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from .compare import compare, compare_values
 from .runners.onnxruntime import OrtRunner
 
 if TYPE_CHECKING:
-    from .adapters import PreparedModel
+    from .adapters import ModuleValues, PreparedModel
     from .compare import FailingCase
     from .export import ExportedModel
     from .probe import Probe
@@ -49,10 +49,18 @@ class Divergence:
     op_types: list[str] = dataclasses.field(default_factory=list)
     max_abs_diff: float = 0.0
     allowed: float = 0.0
+    #: For a node of no module: where the exporter says it came from (a Python line, a scope), and the module
+    #: whose input it computes.
+    source: str = ""
+    feeds: str = ""
+    #: Named from the graph's outputs alone (no module map): the node computing the first divergent output.
+    from_outputs: bool = False
     #: For a provider: which provider ran the first divergent node.
     placement: str = ""
     #: How the error grows after the first divergence: "module: max abs diff".
     after: list[str] = dataclasses.field(default_factory=list)
+    #: The artifact's nodes on the divergent path (the divergent module's, or the node named).
+    focus: list[str] = dataclasses.field(default_factory=list, repr=False)
     #: An artifact against a fresh export, the divergent path first.
     differences: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -65,12 +73,14 @@ class Divergence:
     def line(self) -> str:
         """``first divergence: module 'blocks.3.act' (LeakyReLU) -> ONNX node '...' (LeakyRelu): ...; conversion``."""
         nodes = ", ".join(f"{n!r} ({o})" for n, o in zip(self.nodes[:3], self.op_types[:3]))
-        word = "layer" if (self.module_type or "").startswith(("keras", "tf_keras")) else "module"
+        word = "layer" if _is_layer(self.module_type or "") else "module"
         where = (
             f"{word} {self.module!r} ({self.module_type}) -> ONNX node {nodes}"
             if self.module
             else (f"ONNX node {nodes}" if nodes else "no module or node could be singled out")
         )
+        where += f" at {self.source}" if self.source else ""
+        where += f", the input of {self.feeds}" if self.feeds else ""
         text = f"first divergence: {where}"
         if self.max_abs_diff:
             text += f": max abs diff {self.max_abs_diff:.3g}{f' (allowed {self.allowed:.3g})' if self.allowed else ''}"
@@ -80,8 +90,17 @@ class Divergence:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("repro")
+        out.pop("focus")
         out["line"] = self.line()
         return out
+
+
+def _within(scope: str, module: str) -> bool:
+    return scope == module or scope.startswith(module + ".")
+
+
+def _is_layer(kind: str) -> bool:
+    return kind.startswith(("keras", "tf_keras"))
 
 
 def cpu_verdict(
@@ -114,6 +133,7 @@ def for_failure(
     provider = getattr(probe.target, "provider", "cpu")
     names = getattr(probe.target, "feed_names", {})
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
+    found = Divergence()
     with probe.timings.phase("localize"):
         try:
             if exported.variant is not None and exported.base_path is not None:
@@ -122,12 +142,18 @@ def for_failure(
                 intermediates = getattr(prepared, "intermediates", None)
                 records = intermediates(case.feed) if intermediates is not None else []
                 return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
-        except Exception as exc:  # localizing must never replace the failure it explains
-            return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
+            localize(found, prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
+        except Exception as exc:  # localizing must never replace the failure it explains: keep what it found
+            found.notes.append(f"localization stopped early, shown is what it had: {_why(exc)}")
+    return found
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
 def localize(
+    found: Divergence,
     prepared: PreparedModel,
     exported: ExportedModel,
     provider: str,
@@ -137,7 +163,8 @@ def localize(
     feed: dict[str, Any],
     policy: TolerancePolicy,
 ) -> Divergence:
-    """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs.
+    """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs,
+    into ``found`` as it goes (what is found stands if a later step raises).
 
     ``feed`` is the failing input keyed by the graph's input names (``case.feed`` by the model's).
     """
@@ -146,7 +173,6 @@ def localize(
     started = time.monotonic()
     deadline = started + check.localize_budget
     options = check.provider_options.get(provider, {})
-    found = Divergence()
     graph = onnx.load(exported.path, load_external_data=False)
     reference, workdir = case.reference or {}, Path(exported.path).parent
     everything = [v for node in graph.graph.node for v in node.output if v]
@@ -160,10 +186,15 @@ def localize(
         runner = OrtRunner(exported.path, "cpu", optimization="disabled", extra_outputs=everything)
         values = {**feed, **runner.infer(feed)}  # graph inputs too: the repro subgraph may take them
         intermediates = getattr(prepared, "intermediates", None)
-        records: list[tuple[str, str, list[Any]]] = intermediates(case.feed) if intermediates is not None else []
-        _walk(found, graph, records, values, policy)
-        if found.module is None:
-            found.notes.append("no module or layer of the model maps to the graph's nodes (exporter scope names)")
+        try:
+            records: list[ModuleValues] = intermediates(case.feed) if intermediates is not None else []
+            _walk(found, graph, records, values, policy)
+            if not found.nodes:
+                found.notes.append("no module or layer of the model maps to a graph value (no hooks or scope names)")
+        except Exception as exc:  # the module map failed: the graph's own outputs still say where it shows
+            found.notes.append(f"the model's modules could not be held against the graph: {_why(exc)}")
+        if not found.nodes:
+            _first_output(found, graph, exported, values, reference, policy)
     elif level:
         found.notes.append(
             f"save the graph as optimized at level '{level}' (SessionOptions.optimized_model_filepath)"
@@ -173,9 +204,7 @@ def localize(
         fresh = workdir / "fresh_export"
         fresh.mkdir(parents=True, exist_ok=True)
         try:
-            result = prepared.export(fresh / "model.onnx", axes, dataclasses.replace(check, onnx_model=None))
-            fresh_model = onnx.load(result.path or str(fresh / "model.onnx"))
-            found.differences = scopes.structural_diff(onnx.load(exported.path), fresh_model, found.nodes)[:8]
+            _differences(found, prepared, graph, exported.path, fresh, axes, check)
         except Exception as exc:  # the model cannot be exported here: the structural comparison is skipped
             found.notes.append(f"no fresh export to compare the artifact with: {type(exc).__name__}: {exc}"[:300])
     if time.monotonic() > deadline:
@@ -184,6 +213,72 @@ def localize(
         )
     found.seconds = round(time.monotonic() - started, 3)
     return found
+
+
+def _differences(
+    found: Divergence,
+    prepared: PreparedModel,
+    graph: Any,
+    path: str,
+    fresh: Path,
+    axes: Mapping[str, Mapping[int, str]],
+    check: CheckOptions,
+) -> None:
+    """The artifact against a fresh export made the way it was (its exporter and opset): what differs, the
+    divergent path first; a difference inside the divergent module names its node first."""
+    import onnx
+
+    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+    exporters = list(dict.fromkeys([scopes.exporter_of(graph) or check.exporter, check.exporter]))
+    for exporter in exporters:  # the file's own exporter first; failing that, the check's (paired by structure)
+        like = dataclasses.replace(check, onnx_model=None, exporter=exporter, opset=opset or check.opset)
+        try:
+            result = prepared.export(fresh / "model.onnx", axes, like)
+            break
+        except Exception as exc:  # this exporter cannot export the model here
+            if exporter == exporters[-1]:
+                raise
+            found.notes.append(f"the fresh export is not made the way the file was ({exporter}): {_why(exc)}")
+    artifact = onnx.load(path)
+    focus = found.focus or found.nodes
+    differences = scopes.structural_diff(artifact, onnx.load(result.path or str(fresh / "model.onnx")), focus)
+    found.differences = [d.text for d in differences[:8]]
+    # a difference inside the divergent module, or (no module map) the first in graph order, is where it starts
+    first = next((d for d in differences if not d.removed and d.focus and d.node in focus), None)
+    if found.from_outputs or not found.nodes:
+        first = next((d for d in differences if not d.removed), None)
+    elif not found.module:
+        first = None
+    if first is not None and first.node not in found.nodes[:1]:
+        found.nodes, found.op_types = [first.node, *found.nodes], [first.op_type, *found.op_types]
+        found.source = "" if found.from_outputs else found.source
+
+
+def _first_output(
+    found: Divergence,
+    graph: Any,
+    exported: ExportedModel,
+    values: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    policy: TolerancePolicy,
+) -> None:
+    """Without a module map: the graph output (topological order) that differs from the model's, named by the
+    node that computes it and where the exporter says that node came from."""
+    names = dict(zip(exported.graph.outputs, reference))  # graph output -> the model's name, by position
+    made_by = scopes.producers(graph)
+    order = {v: i for i, node in enumerate(graph.graph.node) for v in node.output}
+    for value in sorted((v for v in names if v in values and v in made_by), key=order.__getitem__):
+        expected, got = reference[names[value]], values[value]
+        if getattr(expected, "shape", None) != got.shape or expected.dtype.kind != "f":
+            continue
+        atol, rtol = policy.for_output(names[value], expected.dtype.name)
+        figures, worst, _ = compare_values(value, expected, got.astype(expected.dtype), atol, rtol, noise_factor=0)
+        if figures.tolerance_used > 1:
+            node = made_by[value]
+            found.nodes, found.op_types = [node.name], [node.op_type]
+            found.max_abs_diff, found.allowed = figures.max_abs_diff, worst[0]["allowed"] if worst else 0.0
+            found.source, found.from_outputs = scopes.source(node), True
+            return
 
 
 def _stage(
@@ -216,55 +311,109 @@ def _stage(
     return "unknown", "the failing input now passes at every optimization level (not deterministic?)", ""
 
 
+@dataclasses.dataclass
+class _Held:
+    """A graph value held against a framework value: a module's (layer's) output or one of its inputs."""
+
+    value: str
+    position: int
+    module: str
+    kind: str
+    role: str
+    used: float
+    diff: float
+    allowed: float
+    array: Any
+
+
 def _walk(
     found: Divergence,
     graph: Any,
-    records: list[tuple[str, str, list[Any]]],
+    records: list[ModuleValues],
     values: Mapping[str, Any],
     policy: TolerancePolicy,
 ) -> None:
-    """The first module whose output diverges, and how the error grows after it."""
-    scope = scopes.node_modules(graph, [name for name, _, _ in records])
-    outputs = scopes.module_outputs(graph, scope)
+    """The first graph value (topological order) that diverges from the framework's value it maps to, and how the
+    error grows after it.
+
+    Each module's (layer's) outputs, and each torch module's inputs, are held against the graph values they map to
+    (by scope name, else by shape among the values no scope claims): a module's input that diverges where the
+    module before it did not names the op between them (a functional call such as ``F.interpolate``).
+    """
+    scope = scopes.node_modules(graph, [r.name for r in records])
+    outputs, inputs = scopes.module_outputs(graph, scope), scopes.module_inputs(graph, scope)
     made_by = scopes.producers(graph)
-    walked = []
-    for module, kind, arrays in records:
-        best = _best_match(arrays, [v for v in outputs.get(module, []) if v in values], values, policy)
-        if best is not None:
-            walked.append((module, kind, *best))
-    first = next((w for w in walked if w[3] > CLEAR), None) or next((w for w in walked if w[3] > 1), None)
+    position = {v: i for i, node in enumerate(graph.graph.node) for v in node.output}
+    unscoped = [v for node in graph.graph.node if node.name not in scope for v in node.output if v in values]
+    held: list[_Held] = []
+    after = -1  # layers without a scope are looked for after the last layer found
+    for record in records:
+        claimed = [v for v in outputs.get(record.name, []) if v in values]
+        if not claimed and _is_layer(record.kind):  # tf2onnx names some layers' nodes by op only (Resize__21)
+            claimed = [v for v in unscoped if position[v] > after]
+        entering = [v for v in inputs.get(record.name, []) if v in values]
+        for role, arrays, names in (("output", record.outputs, claimed), ("input", record.inputs, entering)):
+            best = _best_match(arrays, names, values, policy) if names and arrays else None
+            if best is None and role == "output" and len(claimed) == len(arrays) == 1:  # its output, another shape
+                best = (claimed[-1], float("inf"), 0.0, 0.0, arrays[-1])
+            if best is not None:
+                value, used, diff, allowed, array = best
+                spot = position.get(value, -1)
+                held.append(_Held(value, spot, record.name, record.kind, role, used, diff, allowed, array))
+                after = max(after, spot) if role == "output" else after
+    held.sort(key=lambda h: (h.position, h.role != "output"))  # stable: the innermost module first
+    first = next((h for h in held if h.used > CLEAR), None) or next((h for h in held if h.used > 1), None)
     if first is None:
         return
-    module, kind, value, _, diff, allowed, array = first
-    node = made_by.get(value)
-    found.module, found.module_type = module, kind
-    found.nodes = [node.name] if node is not None else [value]
+    node = made_by.get(first.value)
+    found.nodes = [node.name] if node is not None else [first.value]
     found.op_types = [node.op_type] if node is not None else ["?"]
-    found.max_abs_diff, found.allowed = diff, allowed
-    later = walked[walked.index(first) + 1 :]
-    found.after = [f"{m}: max abs diff {d:.3g}" for m, _, _, u, d, _, _ in later if u > 1][-3:]
-    members = [n for n in graph.graph.node if scope.get(n.name, "").startswith(module)]
+    found.max_abs_diff, found.allowed = first.diff, first.allowed
+    grows = {h.module: h.diff for h in held[held.index(first) + 1 :] if h.role == "output" and h.used > 1}
+    found.after = [f"{module}: max abs diff {diff:.3g}" for module, diff in grows.items()][-3:]
+    if first.role == "input" and node is not None:  # an op of no module (or of an enclosing one) broke it
+        found.source = scopes.source(node)
+        found.feeds = f"{first.kind.rsplit('.', 1)[-1]} {first.module!r}"
+        entering = [v for v in node.input if v in values]
+        found.repro = (entering, [first.value], dict(values), {first.value: first.array})
+        found.focus = [node.name]
+        return
+    found.module, found.module_type = first.module, first.kind
+    if first.used == float("inf"):
+        shape = tuple(getattr(values[first.value], "shape", ()))
+        found.notes.append(f"its output has shape {shape} in the graph but {tuple(first.array.shape)} in the model")
+    members = [n for n in graph.graph.node if _within(scope.get(n.name, ""), first.module)]
+    found.focus = [n.name for n in members] or found.nodes
     produced = {v for n in members for v in n.output}
     entering = list(dict.fromkeys(v for n in members for v in n.input if v and v not in produced and v in values))
-    found.repro = (entering, [value], dict(values), {value: array})
+    found.repro = (entering, [first.value], dict(values), {first.value: first.array})
 
 
 def _best_match(
-    arrays: list[Any], candidates: list[str], values: Mapping[str, Any], policy: TolerancePolicy
+    arrays: Sequence[Any], candidates: list[str], values: Mapping[str, Any], policy: TolerancePolicy
 ) -> tuple[str, float, float, float, Any] | None:
     """Of the graph values with an output's shape, the closest: (value, share of tolerance, diff, allowed, the
-    module's output it was held against)."""
+    framework's array it was held against). A channels-last array (Keras) is also held against the
+    channels-first layout tf2onnx computes in."""
+    import numpy as np
+
     best = None
-    for array in arrays:
+    for original in arrays:
+        layouts = [original] + ([np.moveaxis(original, -1, 1)] if original.ndim >= 3 else [])
         for name in candidates:
             got = values[name]
-            if getattr(got, "shape", None) != array.shape or got.dtype.kind != array.dtype.kind:
-                continue
-            atol, rtol = policy.for_output(name, array.dtype.name)
-            figures, worst, _ = compare_values(name, array, got.astype(array.dtype), atol, rtol, noise_factor=0)
-            allowed = worst[0]["allowed"] if worst else atol * float(abs(array).max(initial=0))
-            if best is None or figures.tolerance_used < best[1]:
-                best = (name, figures.tolerance_used, figures.max_abs_diff, allowed, array)
+            for array in layouts:
+                if getattr(got, "shape", None) != array.shape or got.dtype.kind != array.dtype.kind:
+                    continue
+                expected, got = array, got.astype(array.dtype)
+                if array.dtype.kind == "f" and np.isnan(array).any() and not np.isnan(got).any():
+                    # NaN where the framework computed nothing (a nested tensor's padding): compare the rest only
+                    expected, got = array[~np.isnan(array)], got[~np.isnan(array)]
+                atol, rtol = policy.for_output(name, array.dtype.name)
+                figures, worst, _ = compare_values(name, expected, got, atol, rtol, noise_factor=0)
+                allowed = worst[0]["allowed"] if worst else atol * float(abs(expected).max(initial=0))
+                if best is None or figures.tolerance_used < best[1]:
+                    best = (name, figures.tolerance_used, figures.max_abs_diff, allowed, array)
     return best
 
 

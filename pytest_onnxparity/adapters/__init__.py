@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 
@@ -41,6 +41,18 @@ class ExportResult:
     #: What makes the check less trustworthy (a fallback exporter that traces one input).
     warnings: list[str] = dataclasses.field(default_factory=list)
     path: str | None = None
+
+
+class ModuleValues(NamedTuple):
+    """What one module (torch) or layer (Keras) computed on an input: localization's reference values."""
+
+    name: str
+    #: ``torch.nn.Linear``, ``keras.src.layers.core.dense.Dense``.
+    kind: str
+    outputs: list[np.ndarray]
+    #: Its input tensors, where the framework hands them to a hook (torch); they give a reference to the values
+    #: that ops between two modules compute (a functional call such as ``F.interpolate``).
+    inputs: Sequence[np.ndarray] = ()
 
 
 class PreparedModel(Protocol):
