@@ -162,7 +162,7 @@ def localize(
     case: FailingCase,
     feed: dict[str, Any],
     policy: TolerancePolicy,
-) -> Divergence:
+) -> None:
     """Rerun the failing input to name the stage, the first divergent module/node and (artifacts) what differs,
     into ``found`` as it goes (what is found stands if a later step raises).
 
@@ -212,7 +212,6 @@ def localize(
             f"localization stopped at its time budget ({check.localize_budget:g} s, option localize_budget)"
         )
     found.seconds = round(time.monotonic() - started, 3)
-    return found
 
 
 def _differences(
@@ -243,15 +242,17 @@ def _differences(
     focus = found.focus or found.nodes
     differences = scopes.structural_diff(artifact, onnx.load(result.path or str(fresh / "model.onnx")), focus)
     found.differences = [d.text for d in differences[:8]]
-    # a difference inside the divergent module, or (no module map) the first in graph order, is where it starts
-    first = next((d for d in differences if not d.removed and d.focus and d.node in focus), None)
-    if found.from_outputs or not found.nodes:
-        first = next((d for d in differences if not d.removed), None)
-    elif not found.module:
-        first = None
+    # where a conversion starts to differ: a difference inside the divergent module, or (no module map) the first
+    # difference in graph order; a node of no module was named by its own value already
+    changed = [d for d in differences if not d.removed]
+    first = None
+    if found.stage == "conversion" and (found.from_outputs or not found.nodes):
+        first = next(iter(changed), None)
+    elif found.stage == "conversion" and found.module:
+        first = next((d for d in changed if d.focus and d.node in focus), None)
     if first is not None and first.node not in found.nodes[:1]:
         found.nodes, found.op_types = [first.node, *found.nodes], [first.op_type, *found.op_types]
-        found.source = "" if found.from_outputs else found.source
+        found.source = ""  # it was the output node's
 
 
 def _first_output(

@@ -77,22 +77,17 @@ def module_inputs(model: Any, scope: dict[str, str]) -> dict[str, list[str]]:
     fixed = {t.name for t in model.graph.initializer} | {
         v for n in model.graph.node if n.op_type == "Constant" for v in n.output
     }
-    members: dict[str, set[str]] = {}
+    made_in = {v: scope.get(n.name, "") for n in model.graph.node for v in n.output}
+    out: dict[str, list[str]] = {}
     for node in model.graph.node:
         module = scope.get(node.name)
         for prefix in _prefixes(module) if module else []:
-            members.setdefault(prefix, set()).add(node.name)
-    made_by = {v: n.name for n in model.graph.node for v in n.output}
-    out: dict[str, list[str]] = {}
-    for module, nodes in members.items():
-        entering = [
-            v
-            for n in model.graph.node
-            if n.name in nodes
-            for v in n.input
-            if v and v not in fixed and made_by.get(v) not in nodes
-        ]
-        out[module] = list(dict.fromkeys(entering))
+            entering = out.setdefault(prefix, [])
+            for value in node.input:
+                source = made_in.get(value, "")
+                inside = source == prefix or source.startswith(prefix + ".")
+                if value and value not in fixed and not inside and value not in entering:
+                    entering.append(value)
     return out
 
 

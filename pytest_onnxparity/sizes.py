@@ -51,7 +51,10 @@ def split(
                 break
             sized = tuple((d, size if d in together else n) for d, n in failing.dims)
             recipe = Recipe(f"sizes: {label}={size}", sized, failing.pattern, failing.scale, failing.seed)
-            found = failure if recipe.dims == failing.dims else probe(recipe)
+            try:
+                found = failure if recipe.dims == failing.dims else probe(recipe)
+            except Exception:  # the summary must never replace the failure it summarizes: that size is left out
+                continue
             if recipe in probe.rejected:
                 continue  # outside what the model itself accepts: not the conversion's to answer for
             kind = "matches" if found is None else BUCKETS[2] if found.kind == "onnxruntime-error" else BUCKETS[1]
