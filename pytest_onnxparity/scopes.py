@@ -155,7 +155,7 @@ def structural_diff(artifact: Any, fresh: Any, focus: Iterable[str] = ()) -> lis
     from onnx import helper, numpy_helper
 
     focus = set(focus)
-    pairs = _pair(artifact.graph, fresh.graph)
+    pairs, counterpart = _pair(artifact.graph, fresh.graph)
     mine_weights = {t.name: t for t in artifact.graph.initializer}
     their_weights = {t.name: t for t in fresh.graph.initializer}
     matched = {id(theirs) for theirs in pairs.values()}
@@ -166,6 +166,8 @@ def structural_diff(artifact: Any, fresh: Any, focus: Iterable[str] = ()) -> lis
         found.append((spot, Difference(node.name, node.op_type, text, on_path, removed)))
 
     mine_nodes = list(artifact.graph.node)
+    replaced = _replaced(mine_nodes, pairs, [n for n in fresh.graph.node if id(n) not in matched], counterpart)
+    matched |= {id(theirs) for theirs in replaced.values()}
     consumers = {v: n for n in fresh.graph.node for v in n.input}
     paired_back = {id(theirs): mine for mine, theirs in ((m, pairs.get(i)) for i, m in enumerate(mine_nodes))}
     for spot, node in enumerate(fresh.graph.node):
@@ -183,6 +185,15 @@ def structural_diff(artifact: Any, fresh: Any, focus: Iterable[str] = ()) -> lis
         )
     for spot, mine in enumerate(mine_nodes):
         theirs = pairs.get(spot)
+        if spot in replaced:
+            was = replaced[spot]
+            add(
+                spot,
+                mine,
+                f"node {mine.name!r} is {mine.op_type} in the artifact where a fresh export has {was.name!r} "
+                f"({was.op_type})",
+            )
+            continue
         if theirs is None:
             add(spot, mine, f"node {mine.name!r} ({mine.op_type}) is in the artifact but not in a fresh export")
             continue
@@ -213,9 +224,10 @@ def structural_diff(artifact: Any, fresh: Any, focus: Iterable[str] = ()) -> lis
 WINDOW = 64
 
 
-def _pair(mine: Any, theirs: Any) -> dict[int, Any]:
+def _pair(mine: Any, theirs: Any) -> tuple[dict[int, Any], dict[str, str]]:
     """Artifact node index -> its counterpart in the fresh export, in graph order: of the unpaired nodes of the same
-    op type nearby, the one whose inputs come from the most counterparts (then the same weights, the same name)."""
+    op type nearby, the one whose inputs come from the most counterparts (then the same weights, the same name).
+    Also each artifact value -> the fresh export's value it corresponds to."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -262,7 +274,24 @@ def _pair(mine: Any, theirs: Any) -> dict[int, Any]:
         taken.add(id(best))
         pairs[index] = best
         counterpart.update(zip(node.output, best.output))
-    return pairs
+    return pairs, counterpart
+
+
+def _replaced(
+    mine: list[Any], pairs: dict[int, Any], unpaired: list[Any], counterpart: dict[str, str]
+) -> dict[int, Any]:
+    """Artifact nodes of another op type in place of a fresh export's node (a Relu exported as Clip): an unpaired
+    node with the same name, or taking the same value first."""
+    out: dict[int, Any] = {}
+    for index, node in enumerate(mine):
+        if index in pairs:
+            continue
+        taken = counterpart.get(node.input[0]) if node.input else None
+        was = next((n for n in unpaired if n.name == node.name or (taken and n.input[:1] == [taken])), None)
+        if was is not None:
+            out[index] = was
+            unpaired.remove(was)
+    return out
 
 
 def _feeds(graph: Any) -> list[str]:

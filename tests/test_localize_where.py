@@ -296,6 +296,7 @@ def test_a_file_from_another_tool_is_compared_by_structure(tmp_path: Any) -> Non
     from onnx import helper, numpy_helper
 
     from pytest_onnxparity.scopes import structural_diff
+    from tests.defects import relu_clipped_at_6
 
     fresh = _torchscript_file(tmp_path)
     artifact = type(fresh)()
@@ -323,3 +324,5 @@ def test_a_file_from_another_tool_is_compared_by_structure(tmp_path: Any) -> Non
         "node 'extra_scale' (Mul) is in the artifact but not in a fresh export",
     ], said
     assert structural_diff(fresh, fresh) == []
+    clipped = [d.text for d in structural_diff(relu_clipped_at_6(fresh), fresh)]
+    assert clipped == ["node '/3/Relu_as_relu6' is Clip in the artifact where a fresh export has '/3/Relu' (Relu)"]
