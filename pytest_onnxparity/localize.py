@@ -352,6 +352,8 @@ def _walk(
         claimed = [v for v in outputs.get(record.name, []) if v in values]
         if not claimed and _is_layer(record.kind):  # tf2onnx names some layers' nodes by op only (Resize__21)
             claimed = [v for v in unscoped if position[v] > after]
+        elif not claimed and not _passes_through(record):  # its node replaced in the file, without its scope
+            claimed = [v for v in unscoped if _fed_by(record, made_by[v], values, policy)]
         entering = [v for v in inputs.get(record.name, []) if v in values]
         for role, arrays, names in (("output", record.outputs, claimed), ("input", record.inputs, entering)):
             best = _best_match(arrays, names, values, policy) if names and arrays else None
@@ -388,6 +390,22 @@ def _walk(
     produced = {v for n in members for v in n.output}
     entering = list(dict.fromkeys(v for n in members for v in n.input if v and v not in produced and v in values))
     found.repro = (entering, [first.value], dict(values), {first.value: first.array})
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a.shape == b.shape and a.dtype == b.dtype and (a == b).all())
+
+
+def _fed_by(record: ModuleValues, node: Any, values: Mapping[str, Any], policy: TolerancePolicy) -> bool:
+    """Whether ``node`` takes what the module took (a node standing in for the module's own)."""
+    taken = [v for v in node.input if v in values]
+    best = _best_match(record.inputs, taken, values, policy) if taken and record.inputs else None
+    return best is not None and best[1] <= 1
+
+
+def _passes_through(record: ModuleValues) -> bool:
+    """A module that hands on its input (Dropout or Identity in eval) computes nothing of its own to be named for."""
+    return any(_same(a, b) for a in record.outputs for b in record.inputs)
 
 
 def _best_match(

@@ -16,7 +16,7 @@ import numpy as np, onnx, torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
-from tests.models import export_file
+from tests.models import SixBlocks, export_file
 
 
 class Upsampler(nn.Module):
@@ -36,36 +36,26 @@ def test_functional_resize(onnx_parity):
     onnx_parity(Upsampler().eval(), torch.randn(1, 3, 16, 16))
 
 
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(16, 16)
-        self.act = nn.LeakyReLU(0.01)
-
-    def forward(self, x):
-        return self.act(self.fc(x)) + x
-
-
-class Blocks(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.blocks = nn.Sequential(*[Block() for _ in range(4)])
-        self.head = nn.Linear(16, 3)
-
-    def forward(self, x):
-        return self.head(self.blocks(x))
-
-
 def test_removed_node(onnx_parity, tmp_path):
-    model = onnx.load(export_file(Blocks().eval(), torch.randn(2, 16), tmp_path / "healthy.onnx"))
+    model = onnx.load(export_file(SixBlocks(4).eval(), torch.randn(2, 16), tmp_path / "healthy.onnx"))
     scopes = lambda n: {p.key: p.value for p in n.metadata_props}.get("pkg.torch.onnx.name_scopes", "")
     (act,) = [n for n in model.graph.node if n.op_type == "LeakyRelu" and "blocks.2.act" in scopes(n)]
     for node in model.graph.node:  # the activation dropped, its consumer fed its input
         node.input[:] = [act.input[0] if v == act.output[0] else v for v in node.input]
     model.graph.node.remove(act)
     onnx.save(model, str(tmp_path / "artifact.onnx"))
-    onnx_parity(Blocks().eval(), torch.randn(2, 16), onnx_model=str(tmp_path / "artifact.onnx"))
+    onnx_parity(SixBlocks(4).eval(), torch.randn(2, 16), onnx_model=str(tmp_path / "artifact.onnx"))
+
+
+def test_replaced_node(onnx_parity, tmp_path):
+    model = onnx.load(export_file(SixBlocks(4).eval(), torch.randn(2, 16), tmp_path / "healthy.onnx"))
+    scopes = lambda n: {p.key: p.value for p in n.metadata_props}.get("pkg.torch.onnx.name_scopes", "")
+    (act,) = [n for n in model.graph.node if n.op_type == "LeakyRelu" and "blocks.1.act" in scopes(n)]
+    relu = onnx.helper.make_node("Relu", list(act.input), list(act.output), name="relu_for_leaky")  # no scope kept
+    model.graph.node.insert(list(model.graph.node).index(act), relu)
+    model.graph.node.remove(act)
+    onnx.save(model, str(tmp_path / "artifact.onnx"))
+    onnx_parity(SixBlocks(4).eval(), torch.randn(2, 16), onnx_model=str(tmp_path / "artifact.onnx"))
 
 
 class Encoder(nn.Module):
@@ -133,7 +123,7 @@ def test_sizes(onnx_parity):
 def test_the_op_that_broke_is_named(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_where=TORCH)
     reprec = pytester.inline_run("-p", "no:cacheprovider", "-W", "ignore")
-    reprec.assertoutcome(failed=5)
+    reprec.assertoutcome(failed=6)
     texts = failures_by_test(reprec)
     # a functional call between two modules: the Resize, not the next module's Conv
     resize = texts["test_functional_resize"]
@@ -150,8 +140,16 @@ def test_the_op_that_broke_is_named(pytester: pytest.Pytester) -> None:
     assert "then head: max abs diff" in resize
     # a node missing from the user's file: said, on the divergent module
     removed = texts["test_removed_node"]
-    assert "first divergence: module 'blocks.2' (test_where.Block) -> ONNX node" in removed, removed
+    assert "first divergence: module 'blocks.2' (tests.models.Block) -> ONNX node" in removed, removed
     assert "(LeakyRelu) of a fresh export is missing from the artifact (its consumer there is " in removed
+    # a node replaced by one without a scope: still the module's, found by what it takes and computes
+    replaced = texts["test_replaced_node"]
+    assert "first divergence: module 'blocks.1.act' (torch.nn.LeakyReLU) -> ONNX node 'relu_for_leaky' (Relu)" in (
+        replaced
+    ), replaced
+    assert "node 'relu_for_leaky' is Relu in the artifact where a fresh export has 'node_leaky_relu_1' (LeakyRelu)" in (
+        replaced
+    )
     # the nested-tensor fast path: localized, the planted node named
     nested = texts["test_nested_tensor_fast_path"]
     assert "first divergence: module 'encoder.layers.1.norm1' (torch.nn.LayerNorm) -> ONNX node" in nested, nested
