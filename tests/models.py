@@ -177,3 +177,28 @@ class SumOfSquaresNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x) * 40
         return self.head(h / torch.sqrt((h * h).sum(-1, keepdim=True)))
+
+
+class Block(nn.Module):
+    """A residual block: Linear, LeakyReLU, plus its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.act = nn.LeakyReLU(0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(x)) + x
+
+
+class SixBlocks(nn.Module):
+    """Residual blocks and a head: a module tree deep enough to say which block diverges."""
+
+    def __init__(self, blocks: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.Sequential(*[Block() for _ in range(blocks)])
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x))

@@ -14,24 +14,7 @@ SIX_BLOCKS = """
 import numpy as np, onnx, pytest, torch
 from onnx import numpy_helper
 from torch import nn
-from tests.models import export_file
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(16, 16)
-        self.act = nn.LeakyReLU(0.01)
-    def forward(self, x):
-        return self.act(self.fc(x)) + x
-
-class SixBlocks(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.blocks = nn.Sequential(*[Block() for _ in range(6)])
-        self.head = nn.Linear(16, 3)
-    def forward(self, x):
-        return self.head(self.blocks(x))
+from tests.models import SixBlocks, export_file
 
 def artifact(tmp_path, edit):
     model = onnx.load(export_file(SixBlocks().eval(), torch.randn(2, 16), tmp_path / "healthy.onnx"))

@@ -163,7 +163,7 @@ def test_failing_check_writes_replayable_artifacts(pytester: pytest.Pytester, pl
 
 def test_a_case_directory_without_the_manifest_is_never_written_over(pytester: pytest.Pytester, plant) -> None:
     """A folder of that name that the plugin did not write (no manifest) is the user's: the case goes beside it."""
-    from pytest_onnxparity.artifacts import MANIFEST, slug
+    from pytest_onnxparity.plugin.artifacts import MANIFEST, slug
 
     path = plant("mlp", weight_off)
     name = slug("test_a_case_directory_without_the_manifest_is_never_written_over.py::test_defect[cpu]")

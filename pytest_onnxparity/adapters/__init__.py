@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import ModelRejected, OnnxParityError, OnnxParityUsageError
 
@@ -42,6 +42,18 @@ class ExportResult:
     #: What makes the check less trustworthy (a fallback exporter that traces one input).
     warnings: list[str] = dataclasses.field(default_factory=list)
     path: str | None = None
+
+
+class ModuleValues(NamedTuple):
+    """What one module (torch) or layer (Keras) computed on an input: localization's reference values."""
+
+    name: str
+    #: ``torch.nn.Linear``, ``keras.src.layers.core.dense.Dense``.
+    kind: str
+    outputs: list[np.ndarray]
+    #: Its input tensors, where the framework hands them to a hook (torch); they give a reference to the values
+    #: that ops between two modules compute (a functional call such as ``F.interpolate``).
+    inputs: Sequence[np.ndarray] = ()
 
 
 class PreparedModel(Protocol):
@@ -113,7 +125,7 @@ class Float64Reference(Protocol):
 class LayerOutputs(Protocol):
     """Every module's (layer's) output on a feed: what localization walks."""
 
-    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[ModuleValues]:
         """(module or layer name, its class, its outputs) for each, in execution order."""
         ...
 
@@ -130,7 +142,7 @@ def float64_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> 
     return prepared.infer_float64(feed) if isinstance(prepared, Float64Reference) else None
 
 
-def layer_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+def layer_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> list[ModuleValues]:
     """The model's module or layer outputs on ``feed`` ([] where the adapter cannot walk them)."""
     return prepared.intermediates(feed) if isinstance(prepared, LayerOutputs) else []
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import ModuleValues
 
-def layer_outputs(model: Any, tensors: list[Any]) -> list[tuple[str, str, list[Any]]]:
+
+def layer_outputs(model: Any, tensors: list[Any]) -> list[ModuleValues]:
     """(layer name, layer class, its output arrays) in the model's layer order; [] where Keras cannot say
     (a subclassed model, a tf.function: no symbolic layer graph)."""
     import numpy as np
@@ -23,7 +25,7 @@ def layer_outputs(model: Any, tensors: list[Any]) -> list[tuple[str, str, list[A
     records = []
     for layer, value in zip(layers, values if len(layers) > 1 else [values]):
         arrays = [np.asarray(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
-        records.append((layer.name, f"{type(layer).__module__}.{type(layer).__qualname__}", arrays))
+        records.append(ModuleValues(layer.name, f"{type(layer).__module__}.{type(layer).__qualname__}", arrays))
     return records
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityUsageError
-from . import ExportResult, call_model, input_names, output_names, outputs_on_example, positional_names
+from . import ExportResult, ModuleValues, call_model, input_names, output_names, outputs_on_example, positional_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,7 +202,7 @@ class PreparedTensorFlowModel:
         self._compiled = False  # eager took an input graph mode did not: stay eager
         return {name: np.array(t) for name, (_, t) in zip(self.output_names, named)}
 
-    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
+    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[ModuleValues]:
         """(layer name, class, its outputs) for every layer of a functional or Sequential Keras model."""
         from .keras_layers import layer_outputs
 

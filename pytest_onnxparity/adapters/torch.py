@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityUsageError, OnnxParityWarning
-from . import ExportResult, call_model, input_names, output_names, outputs_on_example, positional_names
+from . import ExportResult, ModuleValues, call_model, input_names, output_names, outputs_on_example, positional_names
 from .torch_tensors import example_tensor, flatten_outputs, from_numpy, tensors_in, to_numpy
 
 if TYPE_CHECKING:
@@ -130,17 +130,23 @@ class PreparedTorchModel:
         named = call_model(lambda: self._forward(tensors), flatten_outputs, self._structure)
         return {name: to_numpy(t) for name, (_, t) in zip(self.output_names, named)}
 
-    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
-        """(module name, class, its output tensors) for every submodule, in the order they finished."""
+    def intermediates(self, feed: Mapping[str, np.ndarray]) -> list[ModuleValues]:
+        """Every submodule's inputs and outputs, in the order they finished. A module whose tensors cannot be
+        read (a nested tensor of the TransformerEncoder fast path is read padded with NaN) is left out."""
 
-        records: list[tuple[str, str, list[np.ndarray]]] = []
+        records: list[ModuleValues] = []
 
         def recorder(name: str) -> Any:
             def record(module: torch.nn.Module, args: Any, output: Any) -> None:
                 where = type(module).__module__
                 where = "torch.nn" if where.startswith("torch.nn.modules.") else where  # torch.nn.LeakyReLU
                 kind = f"{where}.{type(module).__qualname__}"
-                records.append((name, kind, [to_numpy(t) for t in tensors_in(output)]))
+                try:
+                    outputs = [to_numpy(_dense(t)) for t in tensors_in(output)]
+                    inputs = [to_numpy(_dense(t)) for t in tensors_in(args)]
+                except Exception:  # a tensor with no dense view: that module gives no reference
+                    return
+                records.append(ModuleValues(name, kind, outputs, inputs))
 
             return record
 
@@ -244,3 +250,9 @@ class PreparedTorchModel:
 
 def prepare(model: Any, example_inputs: Any, options: CheckOptions) -> PreparedTorchModel:
     return PreparedTorchModel(model, example_inputs, options)
+
+
+def _dense(tensor: torch.Tensor) -> torch.Tensor:
+    """A nested tensor (the fast path of ``nn.TransformerEncoder`` with a padding mask) padded with NaN: positions
+    the model did not compute, which localization leaves out."""
+    return tensor.to_padded_tensor(float("nan")) if tensor.is_nested else tensor

@@ -24,7 +24,7 @@ from ..report.parity import ParityReport
 from ..report.timings import Timings
 from ..runners import ReferenceMemo
 from ..runners.onnxruntime import ignored_settings, open_runners, require, versions
-from . import contracts, search
+from . import contracts, search, sizes
 from .probe import Probe
 
 if TYPE_CHECKING:
@@ -97,6 +97,9 @@ def _compare(
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+    if failure is not None and options.localize:
+        with timings.phase("localize"):
+            failure.sizes = sizes.split(probe, failure, plan, options.localize_budget)
     where = _localize(probe, prepared, exported, options, axes, failure, workdir)
     report = ParityReport(
         passed=failure is None,
@@ -133,21 +136,25 @@ def _localize(
     workdir: Path,
 ) -> Divergence | None:
     """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
-    ``localize=False``; ``workdir`` is the check's own folder (a fresh export to compare goes there)."""
+    ``localize=False``; ``workdir`` is the check's own folder (a fresh export to compare goes there). A step that
+    raises keeps what was found before it, with the reason in one note."""
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
         return None
-    provider = probe.target.provider
     names = probe.target.feed_names
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
+    found = Divergence()
     with probe.timings.phase("localize"):
         try:
             if exported.variant is not None and exported.base_path is not None:
                 records = adapters.layer_outputs(prepared, case.feed)
                 return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize.localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy, workdir)
-        except Exception as exc:  # localizing must never replace the failure it explains
-            return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
+            localize.localize(
+                found, prepared, exported, probe.target.provider, check, axes, case, graph_feed, probe.policy, workdir
+            )
+        except Exception as exc:  # localizing must never replace the failure it explains: keep what it found
+            found.notes.append(f"localization stopped early, shown is what it had: {localize.why(exc)}")
+    return found
 
 
 def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[str]:

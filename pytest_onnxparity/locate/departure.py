@@ -21,6 +21,7 @@ from .divergence import CLEAR, Divergence
 from .fp16 import Pair, overflow
 
 if TYPE_CHECKING:
+    from ..adapters import ModuleValues
     from ..export.exported import ExportedModel
     from ..judge.tolerance import TolerancePolicy
 
@@ -31,7 +32,7 @@ def departure(
     reference: dict[str, Any],
     policy: TolerancePolicy,
     context: Mapping[str, Any],
-    records: list[tuple[str, str, list[Any]]],
+    records: list[ModuleValues],
 ) -> Divergence:
     """Where a failing variant departs from its export on the failing input (``feed`` keyed by graph input names).
 
@@ -70,8 +71,8 @@ def departure(
         return found
     _, node, value, why = worst
     found.nodes, found.op_types = [node.name], [node.op_type]
-    found.module = scopes.node_modules(base, [name for name, _, _ in records]).get(node.name)
-    found.module_type = {name: kind for name, kind, _ in records}.get(found.module or "")
+    found.module = scopes.node_modules(base, [r.name for r in records]).get(node.name)
+    found.module_type = {r.name: r.kind for r in records}.get(found.module or "")
     found.stage_detail += f"; {why}"
     with np.errstate(invalid="ignore"):  # Inf - Inf where both overflow
         diff = float(abs(theirs[value].astype("float64") - mine[value].astype("float64")).max())

@@ -25,6 +25,9 @@ class Failure:
     worst: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: For a provider other than CPU: ONNX Runtime's CPU provider on the same input, against the reference.
     cpu_verdict: str = ""
+    #: A failure that depends on a dynamic size: per axis, the sizes checked by outcome (matches, wrong values,
+    #: ONNX Runtime error).
+    sizes: dict[str, dict[str, list[int]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -151,6 +154,7 @@ def _failure_lines(failure: Failure) -> list[str]:
     lines.append(f"  input shapes: {shapes}")
     if failure.cpu_verdict:
         lines.append(f"  CPU provider on the same input: {failure.cpu_verdict}")
+    lines += _sizes_lines(failure.sizes, failure.recipe.get("dims", {}))
     for fig in failure.figures:
         lines.append(
             f"  output {fig.name!r}: {fig.mismatched} of {fig.total} elements differ; max abs diff "
@@ -166,6 +170,17 @@ def _failure_lines(failure: Failure) -> list[str]:
                 f"{row['onnx']:>14.7g} {row['abs_diff']:>11.4g} {row['allowed']:>11.4g}"
             )
     return lines
+
+
+def _sizes_lines(split: dict[str, dict[str, list[int]]], failing: dict[str, int]) -> list[str]:
+    """``sizes on height (batch=2, width=8): matches 8; wrong values 3, 5, 17; ONNX Runtime error 1``."""
+    out = []
+    for label, buckets in split.items():
+        varied = label.split("=")
+        fixed = ", ".join(f"{d}={n}" for d, n in failing.items() if d not in varied)
+        text = "; ".join(f"{bucket} {', '.join(map(str, sizes))}" for bucket, sizes in buckets.items())
+        out.append(f"  sizes on {label}{f' ({fixed})' if fixed else ''}: {text}")
+    return out
 
 
 def _allowance(figures: OutputFigures) -> str:
