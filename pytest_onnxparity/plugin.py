@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from . import providers
+from . import distribute, providers
 from .errors import OnnxParityError, OnnxParityWarning
 from .session import ITEM_ENTRIES, ParitySession, SessionHooks
 from .settings import SessionPolicy
@@ -127,6 +127,25 @@ def _writable_path(option: str, raw: str, base: Path, directory: bool) -> Path:
     return path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
+    """Runs before pytest-xdist reads ``-n``/``--dist``: with ``-n`` alone, distribute by model."""
+    distribute.choose_mode(config)
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, per worker it starts."""
+    distribute.tell_worker(node)
+
+
+@pytest.hookimpl(trylast=True)  # after the plugins that select items by node id
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker: the items of one model in one group."""
+    distribute.group_items(config, items)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -178,7 +197,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from .benchmark import require_pytest_benchmark
 
         require_pytest_benchmark(config)
-    session = config.stash[SESSION] = ParitySession(config, SessionPolicy(**policy), defaults)
+    resolved = SessionPolicy(**policy)
+    distribute.configure(config, len(resolved.providers), len(defaults.get("variants", ())))
+    session = config.stash[SESSION] = ParitySession(config, resolved, defaults)
     config.pluginmanager.register(SessionHooks(config, session), "onnxparity-session")
 
 

@@ -26,18 +26,22 @@ if TYPE_CHECKING:
 ITEM_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
 #: How many onnx_parity calls a test item made so far (the first one of a benchmark item is timed).
 ITEM_CALLS = pytest.StashKey[int]()
+#: The plugin's own parameters: the items of one model (provider, benchmark case, variant) differ only in these.
+PLUGIN_PARAMS = ("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant")
 
 
 def model_key(node: Any) -> str:
     """The test without the plugin's own parameters: the same key for its provider and benchmark items."""
     params = getattr(getattr(node, "callspec", None), "params", {})
-    rest = ",".join(
-        f"{k}={v!r}"
-        for k, v in sorted(params.items())
-        if k not in ("onnx_parity_provider", "_onnx_parity_benchmark", "_onnx_parity_variant")
-    )
+    rest = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in PLUGIN_PARAMS)
     base = node.nodeid.split("[")[0]
     return f"{base}[{rest}]" if rest else base
+
+
+def test_id(node: Any) -> str:
+    """The node id a user runs again: without the ``@group`` that pytest-xdist's loadgroup appends."""
+    head, bracket, tail = str(node.nodeid).rpartition("]")  # a parity item is always parametrized
+    return head + bracket if bracket and tail.startswith("@") else str(node.nodeid)
 
 
 class ParitySession:
@@ -72,12 +76,12 @@ class ParitySession:
 
         test = model_key(node)
         exporter = self.exports.exporter(test, variant=variant)
-        result = run(prepared, options, provider, workdir, node.nodeid, exporter, self.references)
+        result = run(prepared, options, provider, workdir, test_id(node), exporter, self.references)
         if not result.report.passed and result.exported.origin in ("reused", "cached"):
             # A graph from earlier is never trusted on its own: the verdict is the fresh export's.
             earlier = result.exported
             fresh = self.exports.exporter(test, fresh=True, variant=variant)
-            result = run(prepared, options, provider, workdir, node.nodeid, fresh, self.references)
+            result = run(prepared, options, provider, workdir, test_id(node), fresh, self.references)
             if result.report.passed:
                 result.report.warnings.append(
                     f"the {earlier.origin} export ({earlier.path}) did not match the model; a fresh export did and "
@@ -163,10 +167,10 @@ class ParitySession:
         node, report = request.node, result.report
         if not report.passed:
             report.repro = (
-                f"pytest {shlex.quote(node.nodeid)} --onnx-seed={options.seed} --onnx-providers={report.provider}"
+                f"pytest {shlex.quote(test_id(node))} --onnx-seed={options.seed} --onnx-providers={report.provider}"
             )
             if self.policy.artifacts is not None and result.case is not None:
-                self._save_artifacts(node.nodeid, index, result)
+                self._save_artifacts(test_id(node), index, result)
         elif index == 0 and self.benchmark is not None:
             self.benchmark.parity[(model_key(node), report.provider, report.variant)] = (result.exported.path, report)
         node.stash[ITEM_ENTRIES].append(summary.plain({**report.to_dict(), "model": model_key(node)}))
@@ -180,7 +184,7 @@ class ParitySession:
                 pytrace=False,
             )
         for text in report.warnings:
-            warnings.warn(OnnxParityWarning(f"{node.nodeid} [{report.provider}]: {text}"), stacklevel=4)
+            warnings.warn(OnnxParityWarning(f"{test_id(node)} [{report.provider}]: {text}"), stacklevel=4)
         return report
 
 
@@ -204,7 +208,7 @@ class _Recorded:
 
         def record(message: str, status: str = "error") -> None:
             entry = summary.error_entry(
-                self.node.nodeid, self.provider, message, status, model_key(self.node), self.variant
+                test_id(self.node), self.provider, message, status, model_key(self.node), self.variant
             )
             params = getattr(getattr(self.node, "callspec", None), "params", {})
             entry["benchmark"] = params.get("_onnx_parity_benchmark") is not None  # not a row of the variant table
