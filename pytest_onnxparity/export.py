@@ -208,7 +208,9 @@ class ExportCache:
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
                 self.exports_run.append(key or test)
-                unwritten = None if entry is None else _write_cached(entry, exported)
+                # replace only an entry this process found wanting; any other was written by a concurrent writer
+                replace = fresh or unreadable is not None
+                unwritten = None if entry is None else _write_cached(entry, exported, replace)
             exported = dataclasses.replace(exported, key=key)
             if key is not None:
                 self._exports[key] = exported  # what later items reuse: the cache's troubles are this item's only
@@ -226,8 +228,8 @@ def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
     import textwrap
 
     meta = entry / "meta.json"
-    if not meta.is_file():
-        return None, None
+    if not entry.exists():
+        return None, None  # no entry (one without its meta.json is unreadable, and replaced)
     try:
         recorded = json.loads(meta.read_text())
         info = graph.inspect(entry / "model.onnx", user_file=False)
@@ -248,17 +250,25 @@ def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
     return exported, None
 
 
-def _write_cached(entry: Path, exported: ExportedModel) -> str | None:
+def _write_cached(entry: Path, exported: ExportedModel, replace: bool = False) -> str | None:
     """Write ``entry`` whole or not at all: the model file and the external data files it names are copied into a
-    temporary directory beside it, renamed into place. None when written, else why not (a warning: the check
-    itself ran on the fresh export)."""
+    temporary directory beside it, renamed into place. None when written (or left to a writer that won), else why
+    not (a warning: the check itself ran on the fresh export).
+
+    The cache may be shared by concurrent sessions (xdist workers, CI machines on one network file system): an
+    entry that appeared since this session missed it was written by one of them, from the same key, and is kept
+    as it is, since another session may be reading it. Only ``replace`` (an entry this session could not read, or
+    one a fresh export disproved) moves the old entry aside first, by a rename, then deletes it."""
     import json
     import os
     import shutil
     import tempfile
 
     staging: Path | None = None
+    aside: Path | None = None
     try:
+        if entry.is_dir() and not replace:
+            return None  # a concurrent writer won the race: its entry stands
         source = Path(exported.path)
         files = graph.external_files(source)
         outside = sorted(f for f in files if Path(f).is_absolute() or ".." in Path(f).parts)
@@ -275,16 +285,21 @@ def _write_cached(entry: Path, exported: ExportedModel) -> str | None:
             shutil.copyfile(source.parent / name, staging / name)
         record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
         (staging / "meta.json").write_text(json.dumps(record))
-        if entry.is_dir():  # a stale or unreadable entry (the fresh export replaces it)
-            shutil.rmtree(entry)
+        if replace and entry.is_dir():
+            aside = staging.with_name(f"{staging.name}.old")
+            try:
+                os.replace(entry, aside)  # atomic: a reader sees the old entry whole, or none
+            except FileNotFoundError:  # another session moved it aside first
+                aside = None
         try:
             os.replace(staging, entry)
             staging = None
-        except OSError:  # another xdist worker wrote the same entry first: keep theirs
+        except OSError:  # a concurrent writer renamed its entry in first (the target is not empty): keep theirs
             pass
     except Exception as exc:
         return f"the export could not be written to the --onnx-cache-dir entry {entry} ({type(exc).__name__}: {exc})"
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (staging, aside):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
     return None

@@ -138,3 +138,88 @@ def test_a_test_with_its_own_xdist_group_keeps_it_and_groups_agree_across_worker
             "'test_groups.py::test_free[cpu-other]@test_free(n#1)', 'test_groups.py::test_grouped[cpu]']"
         ]
     )
+
+
+def test_a_writer_that_loses_the_race_leaves_the_winners_entry(tmp_path) -> None:
+    """Two sessions missed the same entry and exported: the second to write leaves the first's entry as it is (a
+    third may be reading it); only a session that found the entry wanting replaces it, moving it aside whole."""
+    import torch
+
+    from pytest_onnxparity import check, graph
+    from pytest_onnxparity.export import ExportedModel, _read_cached, _write_cached
+
+    report = check(torch.nn.Linear(3, 2).eval(), torch.zeros(2, 3), examples=0, workdir=tmp_path / "export")
+    path = report.onnx_path or ""
+    exported = ExportedModel(path, "test", (), (), graph.inspect(path, user_file=False), "exported")
+    entry = tmp_path / "cache" / "key"
+    assert _write_cached(entry, exported) is None
+    winner = (entry / "model.onnx").stat().st_ino
+    assert _write_cached(entry, exported) is None  # the loser: no warning, nothing written
+    assert (entry / "model.onnx").stat().st_ino == winner
+    assert _write_cached(entry, exported, replace=True) is None
+    assert (entry / "model.onnx").stat().st_ino != winner
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["key"]  # no staging or moved-aside entry left
+    (entry / "meta.json").unlink()  # an entry without its record is unreadable, not absent: it gets replaced
+    assert _read_cached(entry)[1] is not None
+
+
+#: Both sessions export (the cache is empty), then write in turn: the first to arrive at the write writes first.
+RACE = """
+import os, time
+from pathlib import Path
+import pytest_onnxparity.export as export_module
+
+_write = export_module._write_cached
+HERE = Path(__file__).parent
+
+def _in_turn(entry, exported, *replace):
+    (HERE / f"arrived-{time.monotonic_ns()}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 120
+    while len(list(HERE.glob("arrived-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = sorted(HERE.glob("arrived-*"))[0].name.endswith(f"-{os.getpid()}")
+    while not first and not (HERE / "written").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    problem = _write(entry, exported, *replace)
+    (HERE / f"inode-{'first' if first else 'second'}").write_text(str((entry / "model.onnx").stat().st_ino))
+    (HERE / "written").touch()
+    return problem
+
+export_module._write_cached = _in_turn
+"""
+
+
+def test_two_concurrent_sessions_share_one_cache_dir(pytester: pytest.Pytester, monkeypatch) -> None:
+    """Two sessions on one --onnx-cache-dir at once (two CI machines on a network file system, two xdist runs):
+    both pass without a cache warning, the entry is the first writer's, whole, and a third session reads it."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(
+        test_cached="""
+        import torch
+
+        def test_net(onnx_parity):
+            torch.manual_seed(0)
+            onnx_parity(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh()).eval(), torch.randn(2, 4))
+        """
+    )
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--onnx-cache-dir=cache", "-W", "error"]
+    pytester.makeconftest(RACE)
+    sessions = [
+        subprocess.Popen([*args, f"--onnx-report=r{i}.json"], cwd=pytester.path, stdout=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [session.communicate(timeout=600)[0] for session in sessions]
+    assert [s.returncode for s in sessions] == [0, 0], outputs
+    for i in range(2):
+        (check,) = json.loads((pytester.path / f"r{i}.json").read_text())["checks"]
+        assert check["passed"] and check["export_origin"] == "exported" and not check["warnings"]
+    (entry,) = (pytester.path / "cache").iterdir()  # one entry, no staging left behind
+    first, second = ((pytester.path / f"inode-{n}").read_text() for n in ("first", "second"))
+    assert first == second == str((entry / "model.onnx").stat().st_ino)  # the second writer left it alone
+    pytester.makeconftest("")
+    subprocess.run([*args, "--onnx-report=r.json"], cwd=pytester.path, check=True, capture_output=True)
+    (check,) = json.loads((pytester.path / "r.json").read_text())["checks"]
+    assert check["passed"] and check["export_origin"] == "cached"
