@@ -14,6 +14,10 @@ checks whose export was run, per model), and the peak resident memory of each pr
     python benchmarks/xdist.py [--providers cpu,openvino] [--models bert,gpt2,...] [--workers 2]
 
 Checks are kept short (``--onnx-examples=2 --onnx-batch-sizes=1,2``): the export is what xdist can duplicate.
+
+``--latency-noise`` measures instead why latency items are not run under xdist: the median and 90th percentile
+of ONNX Runtime runs of the sample CNN (batch 32, the framework's thread count), alone and while a second process
+exports models, as the other xdist worker would.
 """
 
 from __future__ import annotations
@@ -79,6 +83,9 @@ def run(label: str, where: Path, models: list[str], providers: str, extra: list[
     exported = collections.Counter(c["model"] for c in checks if c["export_origin"] == "exported")
     cached = sum(c["export_origin"] == "cached" for c in checks)
     peaks = {p.name.split(".")[2]: int(p.read_text()) for p in sorted(where.glob(f"rss.{label}.*.txt"))}
+    for model in (m for m, n in exported.items() if n > 1):  # say why: a re-check on a fresh export, or a split
+        origins = [(c["nodeid"], c["export_origin"], c["warnings"]) for c in checks if c["model"] == model]
+        print(f"{label}: {model} exported {exported[model]} times: {origins}")
     return {
         "run": label,
         "seconds": seconds,
@@ -90,12 +97,72 @@ def run(label: str, where: Path, models: list[str], providers: str, extra: list[
     }
 
 
+#: What the other xdist worker does meanwhile: export models, over and over.
+BUSY = """
+import io, contextlib, torch
+from sample_models.torch_models import build
+model, example, _ = build("cnn")
+while True:
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(model, (example,), "/dev/null", dynamo=True)
+"""
+
+
+def latency_noise(runs: int = 300) -> None:
+    """Milliseconds per ONNX Runtime run of the sample CNN, alone and beside a process that exports."""
+    import io
+    import statistics
+    from contextlib import redirect_stdout
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from sample_models.torch_models import build
+
+    model, _, _ = build("cnn")
+    with tempfile.TemporaryDirectory() as tmp, redirect_stdout(io.StringIO()):
+        path = f"{tmp}/cnn.onnx"
+        torch.onnx.export(model, (torch.zeros(32, 3, 32, 32),), path, dynamo=True)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).normal(size=(32, 3, 32, 32)).astype(np.float32)}
+
+    def timed() -> list[float]:
+        for _ in range(10):
+            session.run(None, feed)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - start) * 1e3)
+        return times
+
+    alone = timed()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    busy = subprocess.Popen([sys.executable, "-c", BUSY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)  # past its imports, into the exports
+        beside = timed()
+    finally:
+        busy.kill()
+    print(f"sample CNN, batch 32, {torch.get_num_threads()} threads, {runs} runs, {os.cpu_count()} CPUs")
+    for label, times in (("alone", alone), ("beside an exporting worker", beside)):
+        deciles = statistics.quantiles(times, n=10)
+        print(f"{label}: median {statistics.median(times):.2f} ms, p90 {deciles[-1]:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--providers", default="cpu,openvino")
     parser.add_argument("--models", default=",".join(NAMES), help=f"comma separated, of: {','.join(NAMES)}")
     parser.add_argument("--workers", default="2")
+    parser.add_argument("--latency-noise", action="store_true", help="measure latency alone vs beside an export")
     args = parser.parse_args()
+    if args.latency_noise:
+        latency_noise()
+        return
     models = args.models.split(",")
     unknown = sorted(set(models) - set(NAMES))
     if unknown:

@@ -189,7 +189,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if policy["benchmark"] and not policy["benchmark_allowed"] and not worker:
         config.issue_config_time_warning(
             OnnxParityWarning(
-                "--onnx-benchmark is ignored under pytest-xdist (timings need one process); parity checks run as usual"
+                "--onnx-benchmark is ignored under pytest-xdist (timings need one process, alone on its cores); "
+                "parity checks run as usual. Time them in a run without -n (or with -n 0)."
             ),
             stacklevel=2,
         )
