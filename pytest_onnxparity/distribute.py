@@ -58,18 +58,25 @@ def configure(config: pytest.Config, providers: int, variants: int) -> None:
 
 
 def group_items(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a worker that distributes by group: each parity item's node id ends in ``@`` and its model's group.
+    """On a worker that distributes by group: each parity item's node id ends in ``@`` and its group: the model's,
+    or the test's own ``xdist_group`` (which holds all of the test's items, so its models' too).
 
     What xdist's worker does for an ``xdist_group`` marker, done here because xdist 3.8 writes the suffix to
     ``Item._nodeid``, which pytest 9.2 no longer reads (pytest-dev/pytest-xdist#1386: the marker silently
-    stops grouping). A test with a group of its own is left to xdist: all its items are in that group.
+    stops grouping).
     """
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
-        if "onnx_parity" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("xdist_group"):
+        if "onnx_parity" not in getattr(item, "fixturenames", ()):
             continue
-        grouped = f"{item.nodeid}@{group_name(item)}"
+        own = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        group = "_".join(own) if own else group_name(item)  # xdist's own joining of several groups
+        if item.nodeid.endswith(f"@{group}"):  # an older pytest, where xdist's suffix took
+            continue
+        grouped = f"{item.nodeid}@{group}"
         if hasattr(item, "_id"):  # pytest >= 9.2: a structured id, whose text is the string it was parsed from
             from _pytest.nodeid import NodeId
 

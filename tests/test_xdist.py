@@ -104,8 +104,8 @@ def test_a_splitting_dist_mode_is_warned_about_with_its_cost(pytester: pytest.Py
 
 
 def test_a_test_with_its_own_xdist_group_keeps_it_and_groups_agree_across_workers(pytester: pytest.Pytester) -> None:
-    """The user's group already holds all of a test's items: the plugin leaves them to xdist. A parameter whose
-    repr differs between processes (a memory address) is named by its index: xdist needs the workers to agree."""
+    """The user's group already holds all of a test's items: it is their group. A parameter whose repr differs
+    between processes (a memory address) is named by its index: xdist needs the workers to agree."""
     pytester.makeconftest(
         """
         import pytest
@@ -123,6 +123,7 @@ def test_a_test_with_its_own_xdist_group_keeps_it_and_groups_agree_across_worker
         import pytest
 
         @pytest.mark.xdist_group("mine")
+        @pytest.mark.xdist_group(name="also")
         def test_grouped(onnx_parity):
             pass
 
@@ -135,7 +136,7 @@ def test_a_test_with_its_own_xdist_group_keeps_it_and_groups_agree_across_worker
     result.stdout.fnmatch_lines(
         [
             "IDS ['test_groups.py::test_free[cpu-one]@test_free(n=1)', "
-            "'test_groups.py::test_free[cpu-other]@test_free(n#1)', 'test_groups.py::test_grouped[cpu]']"
+            "'test_groups.py::test_free[cpu-other]@test_free(n#1)', 'test_groups.py::test_grouped[cpu]@also_mine']"
         ]
     )
 
