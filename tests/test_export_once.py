@@ -339,7 +339,7 @@ def test_staging_left_by_a_killed_writer_is_removed_by_the_next_session(tmp_path
     import sys
     import time
 
-    from pytest_onnxparity.export import ExportCache
+    from pytest_onnxparity.export.cache import ExportCache
     from pytest_onnxparity.export.store import _staging_prefix
 
     cache = tmp_path / "cache"

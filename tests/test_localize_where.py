@@ -292,8 +292,8 @@ def test_a_file_from_another_tool_is_compared_by_structure(tmp_path: Any) -> Non
     """Every node and weight renamed (another tool's names), one node dropped, one added: exactly those two are
     said, each once, none of the renamed nodes."""
     from onnx import helper, numpy_helper
-    from pytest_onnxparity.graph.scopes import structural_diff
 
+    from pytest_onnxparity.graph.scopes import structural_diff
     from tests.defects import relu_clipped_at_6
 
     fresh = _torchscript_file(tmp_path)

@@ -110,7 +110,9 @@ class ExportCache:
             unwritten = None
             if exported is None:
                 exported = export(prepared, axes, options, workdir)
-                unwritten = None if entry is None or self.read_only else _write_cached(entry, exported)
+                # replace only an entry this process found wanting; any other was written by a concurrent writer
+                replace = fresh or unreadable is not None
+                unwritten = None if entry is None or self.read_only else _write_cached(entry, exported, replace)
             exported = dataclasses.replace(exported, key=key)
             if key is not None:
                 self._exports[key] = exported  # what later items reuse: the cache's troubles are this item's only
@@ -156,14 +158,15 @@ def _read_cached(entry: Path) -> tuple[ExportedModel | None, str | None]:
     return exported, None
 
 
-def _write_cached(entry: Path, exported: ExportedModel) -> str | None:
-    """Store ``exported`` as ``entry`` (whole or not at all); None when written, else why not (a warning: the check
-    itself ran on the fresh export)."""
+def _write_cached(entry: Path, exported: ExportedModel, replace: bool = False) -> str | None:
+    """Store ``exported`` as ``entry`` (whole or not at all; an entry a concurrent writer left stands unless
+    ``replace``); None when written or left to the writer that won, else why not (a warning: the check itself ran
+    on the fresh export)."""
     from .store import write
 
     record = {"exporter": exported.exporter, "notes": list(exported.notes), "warnings": list(exported.warnings)}
     try:
-        write(entry, Path(exported.path), record)
+        write(entry, Path(exported.path), record, replace)
     except Exception as exc:
         return f"the export could not be written to the --onnx-cache-dir entry {entry} ({type(exc).__name__}: {exc})"
     return None

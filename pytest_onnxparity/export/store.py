@@ -70,10 +70,9 @@ def read(entry: Path) -> dict[str, Any] | None:
     ``TypeError`` / ``KeyError`` for a record that cannot be read."""
     import json
 
-    meta = entry / "meta.json"
-    if not meta.is_file():
-        return None
-    record = json.loads(meta.read_text())
+    if not entry.exists():
+        return None  # no entry (one without its meta.json is unreadable, and replaced)
+    record = json.loads((entry / "meta.json").read_text())
     files = record["files"]
     if not isinstance(files, Mapping) or "model.onnx" not in files:
         raise TypeError("its record lists no digest of model.onnx (written by an older version?)")
@@ -86,10 +85,15 @@ def read(entry: Path) -> dict[str, Any] | None:
     return dict(record)
 
 
-def write(entry: Path, source: Path, record: Mapping[str, Any]) -> None:
+def write(entry: Path, source: Path, record: Mapping[str, Any], replace: bool = False) -> None:
     """Store the graph at ``source``, the external data files it names and ``record`` as ``entry``, whole or not at
     all: copied into a staging directory beside it (named after this process, so a later session can tell one a
-    killed writer left), with the digest of each file, then renamed into place. Raises why it could not."""
+    killed writer left), with the digest of each file, then renamed into place. Raises why it could not.
+
+    The cache may be shared by concurrent sessions (xdist workers, CI machines on one network file system): an
+    entry that appeared since this session missed it was written by one of them, from the same key, and is kept
+    as it is, since another session may be reading it. Only ``replace`` (an entry this session could not read, or
+    one a fresh export disproved) moves the old entry aside first, by a rename, then deletes it."""
     import json
     import os
     import shutil
@@ -99,9 +103,12 @@ def write(entry: Path, source: Path, record: Mapping[str, Any]) -> None:
     outside = sorted(f for f in files if Path(f).is_absolute() or ".." in Path(f).parts)
     if outside:
         raise ValueError(f"its external data files {outside} lie outside the model's folder")
+    if entry.is_dir() and not replace:
+        return  # a concurrent writer won the race: its entry stands
     entry.parent.mkdir(parents=True, exist_ok=True)
     created = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=entry.parent))
     staging: Path | None = created
+    aside: Path | None = None
     try:
         umask = os.umask(0o022)
         os.umask(umask)
@@ -112,16 +119,21 @@ def write(entry: Path, source: Path, record: Mapping[str, Any]) -> None:
             shutil.copyfile(source.parent / name, created / name)
         digests = {name: _digest(created / name) for name in ["model.onnx", *sorted(files)]}
         (created / "meta.json").write_text(json.dumps({**record, "files": digests}))
-        if entry.is_dir():  # a stale or unreadable entry (the fresh export replaces it)
-            shutil.rmtree(entry)
+        if replace and entry.is_dir():
+            aside = created.with_name(f"{created.name}.old")
+            try:
+                os.replace(entry, aside)  # atomic: a reader sees the old entry whole, or none
+            except FileNotFoundError:  # another session moved it aside first
+                aside = None
         try:
             os.replace(created, entry)
             staging = None
-        except OSError:  # another xdist worker wrote the same entry first: keep theirs
+        except OSError:  # a concurrent writer renamed its entry in first (the target is not empty): keep theirs
             pass
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (staging, aside):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _digest(path: Path) -> str:

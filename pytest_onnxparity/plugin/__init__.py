@@ -17,6 +17,7 @@ from ..errors import OnnxParityError, OnnxParityWarning
 from ..options.settings import SessionPolicy
 from ..options.validate import VALIDATORS
 from ..providers import registry
+from . import distribute
 from .items import ITEM_ENTRIES
 from .session import ParitySession, SessionHooks
 
@@ -143,6 +144,25 @@ def _read_only_cache(config: pytest.Config, option: str, path: Path) -> bool:
     return True
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
+    """Runs before pytest-xdist reads ``-n``/``--dist``: with ``-n`` alone, distribute by model."""
+    distribute.choose_mode(config)
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, per worker it starts."""
+    distribute.tell_worker(node)
+
+
+@pytest.hookimpl(trylast=True)  # after the plugins that select items by node id
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker: the items of one model in one group."""
+    distribute.group_items(config, items)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -188,7 +208,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if policy["benchmark"] and not policy["benchmark_allowed"] and not worker:
         config.issue_config_time_warning(
             OnnxParityWarning(
-                "--onnx-benchmark is ignored under pytest-xdist (timings need one process); parity checks run as usual"
+                "--onnx-benchmark is ignored under pytest-xdist (timings need one process, alone on its cores); "
+                "parity checks run as usual. Time them in a run without -n (or with -n 0)."
             ),
             stacklevel=2,
         )
@@ -196,7 +217,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from .benchmark import require_pytest_benchmark
 
         require_pytest_benchmark(config)
-    session = config.stash[SESSION] = ParitySession(config, SessionPolicy(**policy), defaults)
+    resolved = SessionPolicy(**policy)
+    distribute.configure(config, len(resolved.providers), len(defaults.get("variants", ())))
+    session = config.stash[SESSION] = ParitySession(config, resolved, defaults)
     config.pluginmanager.register(SessionHooks(config, session), "onnxparity-session")
 
 

@@ -18,7 +18,7 @@ from ..errors import OnnxParityError, OnnxParityWarning
 from ..options.settings import CheckOptions, SessionPolicy, marker_options, resolve
 from ..report import summary
 from ..report.parity import ParityMismatch
-from .items import ITEM_CALLS, ITEM_ENTRIES, model_key
+from .items import ITEM_CALLS, ITEM_ENTRIES, model_key, test_id
 
 if TYPE_CHECKING:
     from ..engine.check import CheckResult
@@ -57,12 +57,12 @@ class ParitySession:
 
         test = model_key(node)
         exporter = self.exports.exporter(test, variant=variant)
-        result = run(prepared, options, provider, workdir, node.nodeid, exporter, self.references)
+        result = run(prepared, options, provider, workdir, test_id(node), exporter, self.references)
         if not result.report.passed and result.exported.origin in ("reused", "cached"):
             # A graph from earlier is never trusted on its own: the verdict is the fresh export's.
             earlier = result.exported
             fresh = self.exports.exporter(test, fresh=True, variant=variant)
-            result = run(prepared, options, provider, workdir, node.nodeid, fresh, self.references)
+            result = run(prepared, options, provider, workdir, test_id(node), fresh, self.references)
             if result.report.passed:
                 result.report.warnings.append(
                     f"the {earlier.origin} export ({earlier.path}) did not match the model; a fresh export did and "
@@ -150,10 +150,10 @@ class ParitySession:
         node, report = request.node, result.report
         if not report.passed:
             report.repro = (
-                f"pytest {shlex.quote(node.nodeid)} --onnx-seed={options.seed} --onnx-providers={report.provider}"
+                f"pytest {shlex.quote(test_id(node))} --onnx-seed={options.seed} --onnx-providers={report.provider}"
             )
             if self.policy.artifacts is not None and result.case is not None:
-                self._save_artifacts(node.nodeid, index, result)
+                self._save_artifacts(test_id(node), index, result)
         elif index == 0 and self.benchmark is not None:
             self.benchmark.parity[(model_key(node), report.provider, report.variant)] = (result.exported.path, report)
         node.stash[ITEM_ENTRIES].append(summary.plain({**report.to_dict(), "model": model_key(node)}))
@@ -167,7 +167,7 @@ class ParitySession:
                 pytrace=False,
             )
         for text in report.warnings:
-            warnings.warn(OnnxParityWarning(f"{node.nodeid} [{report.provider}]: {text}"), stacklevel=4)
+            warnings.warn(OnnxParityWarning(f"{test_id(node)} [{report.provider}]: {text}"), stacklevel=4)
         return report
 
 
@@ -191,7 +191,7 @@ class _Recorded:
 
         def record(message: str, status: str = "error") -> None:
             entry = summary.error_entry(
-                self.node.nodeid, self.provider, message, status, model_key(self.node), self.variant
+                test_id(self.node), self.provider, message, status, model_key(self.node), self.variant
             )
             params = getattr(getattr(self.node, "callspec", None), "params", {})
             entry["benchmark"] = params.get("_onnx_parity_benchmark") is not None  # not a row of the variant table
