@@ -211,6 +211,31 @@ def test_the_package_has_no_import_cycles_between_modules_or_subpackages() -> No
     assert cycle(rooms) is None, rooms
 
 
+def test_every_relative_import_names_a_module_of_the_package() -> None:
+    """A late import (inside a function) is only run when its code path is: a module that moved would otherwise
+    show up as an error in one user's check."""
+    import ast
+
+    package = ROOT / "pytest_onnxparity"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = is_package
+    missing = []
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        base = parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                origin = ".".join(
+                    base[: len(base) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+                )
+                if origin not in modules:
+                    missing.append(f"{path.relative_to(package)}:{node.lineno} imports {origin or '.'}")
+    assert not missing, missing
+
+
 def test_pytest_stays_in_the_plugin_and_frameworks_in_the_adapters() -> None:
     package = ROOT / "pytest_onnxparity"
     for path in package.rglob("*.py"):

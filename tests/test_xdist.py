@@ -146,9 +146,10 @@ def test_a_writer_that_loses_the_race_leaves_the_winners_entry(tmp_path) -> None
     third may be reading it); only a session that found the entry wanting replaces it, moving it aside whole."""
     import torch
 
-    from pytest_onnxparity import check, graph
+    from pytest_onnxparity import check
     from pytest_onnxparity.export.cache import _read_cached, _write_cached
     from pytest_onnxparity.export.exported import ExportedModel
+    from pytest_onnxparity.graph import info as graph
 
     report = check(torch.nn.Linear(3, 2).eval(), torch.zeros(2, 3), examples=0, workdir=tmp_path / "export")
     path = report.onnx_path or ""

@@ -44,7 +44,7 @@ def configure(config: pytest.Config, providers: int, variants: int) -> None:
     dist, workers = getattr(config.option, "dist", "no"), _workers(config)
     items = providers * (1 + variants)
     if dist in SPLITTING and workers > 1 and items > 1:
-        from .errors import OnnxParityWarning
+        from ..errors import OnnxParityWarning
 
         config.issue_config_time_warning(
             OnnxParityWarning(
