@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, context, contracts, inputs, interface, localize, search, spec, tolerance, variants
+from . import adapters, context, contracts, inputs, interface, localize, nonfinite, search, spec, tolerance, variants
 from .compare import FailingCase
 from .export import ExportedModel, export
 from .probe import Probe
@@ -82,10 +82,12 @@ def _compare(
             variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
         target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
+    limits = inputs.axis_limits(specs, prepared.sequence_limit, getattr(prepared, "length_limits", ()))
+    plan = inputs.axis_plan(specs, options, limits)
     probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
     early = contracts.before_running(probe, info, axes)
-    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
+    open_axes = limits.open - set(options.axis_sizes)
+    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
     where = localize.for_failure(probe, prepared, exported, options, axes, failure)
@@ -101,11 +103,12 @@ def _compare(
             *matched.warnings,
             *contracts.declared_output_dims(info, probe.shapes),
             *context.warnings(probe, found.generated, options.examples, failure is None),
+            *nonfinite.warning(probe, exported.path, options.localize),
         ],
         versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,
         reference=f"{prepared.name} on {device}",
-        reach=search.reach(probe, plan, found.skipped),
+        reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
         first_divergence=where.to_dict() if where else None,
         **exported.report_fields(),
         **probe.report_fields(),

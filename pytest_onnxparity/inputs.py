@@ -25,6 +25,9 @@ _CONSTANTS = (0.5, -1.0, 2.0, 1.0)
 DEFAULT_AXIS_LIMIT = 512
 #: Batch size of the recipes that walk another axis (long sequences cost enough at batch 2).
 WALK_BATCH = 2
+#: The float pattern with NaN, +Inf and -Inf at some positions of some rows (the other rows stay finite).
+NONFINITE = "nonfinite"
+NONFINITE_LABEL = "non-finite values (NaN, +Inf, -Inf in some rows)"
 #: Edge patterns at the widest batch: (edge case name, label, pattern, scale, seed).
 PATTERN_EDGES = (
     ("zeros", "exact zeros", "zeros", 1.0, 1),
@@ -34,6 +37,7 @@ PATTERN_EDGES = (
     ("large", "large magnitude (x1e3)", "normal", 1e3, 5),
     ("tiny", "tiny magnitude (x1e-3)", "normal", 1e-3, 6),
     ("uniform", "uniform, both signs (x10)", "uniform", 10.0, 7),
+    ("nonfinite", NONFINITE_LABEL, NONFINITE, 1.0, 8),
 )
 
 
@@ -49,24 +53,43 @@ def dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
     return sizes, batch
 
 
-def _next_prime(n: int) -> int:
+def next_prime(n: int) -> int:
     n = max(2, n)
     while any(n % d == 0 for d in range(2, int(n**0.5) + 1)):
         n += 1
     return n
 
 
-def axis_limits(specs: list[TensorSpec], sequence_limit: int | None) -> dict[str, int]:
+class AxisLimits(dict[str, int]):
+    """The largest size each non-batch axis is planned to, by dim; ``open`` names the axes no limit is known for
+    (the search keeps doubling them past the plan) and ``source`` says where each known limit comes from."""
+
+    def __init__(self, limits: Mapping[str, int], open_axes: set[str], source: Mapping[str, str]) -> None:
+        super().__init__(limits)
+        self.open = frozenset(open_axes)
+        self.source = dict(source)
+
+
+def axis_limits(specs: list[TensorSpec], sequence_limit: int | None, length_limits: tuple[int, ...] = ()) -> AxisLimits:
     """The largest size each non-batch axis is walked to: the model's position table for axes of id and mask
-    inputs, else :data:`DEFAULT_AXIS_LIMIT` (or twice the example, when that is longer)."""
+    inputs; else the shortest position buffer or ``max_len``-like attribute (``length_limits``) at least as long as
+    the example on that axis; else :data:`DEFAULT_AXIS_LIMIT` (or twice the example, when that is longer), and the
+    axis is open: the search doubles it past that until the model rejects a size or the time budget ends."""
     sizes, batch = dim_sizes(specs)
     on_ids = {dim for s in specs if s.kind != "float" for a, dim in s.dynamic.items() if a != 0}
-    limits = {}
+    limits, open_axes, source = {}, set(), {}
     for dim, n in sizes.items():
-        if dim not in batch:
-            limit = sequence_limit if sequence_limit and dim in on_ids else max(DEFAULT_AXIS_LIMIT, 2 * n)
-            limits[dim] = max(limit, n)
-    return limits
+        if dim in batch:
+            continue
+        fitting = [length for length in length_limits if length >= n]
+        if sequence_limit and dim in on_ids:
+            limits[dim], source[dim] = max(sequence_limit, n), "the model's position table"
+        elif fitting:
+            limits[dim], source[dim] = min(fitting), "a position buffer or length attribute of the model"
+        else:
+            limits[dim] = max(DEFAULT_AXIS_LIMIT, 2 * n)
+            open_axes.add(dim)
+    return AxisLimits(limits, open_axes, source)
 
 
 def axis_plan(specs: list[TensorSpec], options: CheckOptions, limits: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
@@ -82,7 +105,7 @@ def axis_plan(specs: list[TensorSpec], options: CheckOptions, limits: Mapping[st
         else:
             limit, walk, k = limits[dim], {1, 3, n, max(1, n // 2) | 1}, 2 * n
             while k < limit:
-                walk.add(_next_prime(k))
+                walk.add(next_prime(k))
                 k *= 2
             plan[dim] = tuple(sorted(s for s in walk | {limit} if s <= limit))
     return plan
@@ -167,7 +190,7 @@ def materialize(
     recipe: Recipe,
     specs: list[TensorSpec],
     example: Mapping[str, np.ndarray],
-    mask_holes: bool = False,
+    mask_holes: bool = True,
     special: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Build the numpy inputs a recipe describes; the same recipe always gives the same arrays.
@@ -189,8 +212,8 @@ def materialize(
             if recipe.pattern == "like_example":  # the example's own mean and spread (what int8 was calibrated on)
                 seen = np.asarray(example[spec.name], dtype=np.float64)
                 values = seen.mean() + values * (float(seen.std()) or 1.0)
-            if spec.low is not None and spec.high is not None:
-                values = np.clip(values, spec.low, spec.high)
+            if spec.low is not None and spec.high is not None:  # a declared range holds no NaN or Inf
+                values = np.clip(np.nan_to_num(values, nan=spec.low), spec.low, spec.high)
             arr = values.astype(dtype)
         elif spec.kind == "int":
             arr = _int_values(rng, recipe.pattern, shape, int(spec.low or 0), int(spec.high or 1)).astype(dtype)
@@ -250,6 +273,14 @@ def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> Any:
     if pattern == "uniform":
         return rng.uniform(-scale, scale, size=shape)
     values = np.asarray(rng.standard_normal(shape) * scale)
+    if pattern == NONFINITE and values.size:
+        # Rows hold a NaN, +Inf or -Inf at one random position in turn, every fourth row stays finite: a value
+        # leaking from one row into another shows as well as a NaN dropped within a row.
+        rows = values.reshape(shape[0] if shape else 1, -1)
+        for row in range(len(rows)):
+            if row % 4 < 3 and rows.shape[1]:
+                rows[row, rng.integers(0, rows.shape[1])] = (np.nan, np.inf, -np.inf)[row % 4]
+        return values
     if pattern == "positive":
         return np.abs(values)
     if pattern == "negative":
@@ -276,7 +307,8 @@ def _int_values(rng: Any, pattern: str, shape: tuple[int, ...], low: int, high: 
 
 def mask_values(rng: Any, pattern: str, shape: tuple[int, ...], holes: bool = False) -> np.ndarray:
     """Which positions are kept (True), as a tokenizer pads: right or left padding, at least one real token
-    per row. With ``holes`` (opt-in), patterns that scatter kept positions give masks with holes."""
+    per row. With ``holes`` (the default of ``mask_holes``), patterns that scatter kept positions give masks with
+    holes: positions left out of the comparison as padded ones are, so a causal model sees them without alarm."""
     import numpy as np
 
     if not shape or pattern == "ones":

@@ -21,6 +21,7 @@ from .report import Failure
 from .runners import Deferred
 from .spec import Recipe
 from .timing import Timings
+from .validate import NONFINITE_FAILS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,6 +85,13 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
+    #: A divergence on NaN/Inf inputs fails the check (``edge_cases={"nonfinite": True}``); else it is set aside.
+    nonfinite_fails: bool = False
+    #: The first divergence only NaN/Inf inputs revealed, set aside (a warning): ONNX Runtime's MaxPool and
+    #: ReduceMax drop a NaN that torch propagates, so most CNNs differ here.
+    nonfinite: Failure | None = None
+    #: Outputs whose reference noise estimate was refused (not rounding of one computation), with why.
+    noise_refused: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_check(
@@ -135,10 +143,19 @@ class Probe:
             cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
             records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
+            nonfinite_fails=NONFINITE_FAILS in options.edge_cases,
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
-        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
+        """Compare on one recipe: None when it passed (or the reference model rejected the input, or it holds NaN
+        or Inf and a divergence there is a warning: it is kept in ``nonfinite``)."""
+        failure = self._compare(recipe)
+        if failure is None or recipe.pattern != inputs.NONFINITE or self.nonfinite_fails:
+            return failure
+        self.nonfinite = self.nonfinite or failure
+        return None
+
+    def _compare(self, recipe: Recipe) -> Failure | None:
         timings = self.timings
         with timings.phase("inputs"):
             feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
@@ -164,19 +181,24 @@ class Probe:
             known = self._context(feed, reference)
             verdict = compare(reference, got, self.policy, self.check_names, known)
         close = max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
-        if (close or verdict.kind == "values") and self.policy.noise_factor and not self.policy.judged_by_metrics:
+        measure = (close and verdict.kind is None) or verdict.kind == "values"
+        if measure and self.policy.noise_factor and not self.policy.judged_by_metrics:
             # Only near the fixed tolerance is the reference's own rounding error worth two extra runs.
             with timings.phase("reference noise"):
-                for name, level in context.noise(self.reference, feed, reference, self.specs, recipe.seed).items():
+                measured = context.noise(self.reference, feed, reference, self.specs, recipe.seed)
+                for name, level in measured.levels.items():
                     known[name].noise = level
+                for name, why in measured.refused.items():
+                    self.noise_refused.setdefault(name, why)
             with timings.phase("compare"):
                 verdict = compare(reference, got, self.policy, self.check_names, known)
         with timings.phase("compare"):
             if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
                 verdict = self._with_ties(feed, reference, got, known)
-            _fold(self.figures, verdict)
-            self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
-            self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
+            if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes or of what varies
+                _fold(self.figures, verdict)
+                self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
+                self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
         if not verdict.passed:
             kind = verdict.kind or "values"
             return self._failure(recipe, feed, reference, kind, verdict.problem or "", verdict, known)

@@ -235,7 +235,9 @@ def calibration_feeds(
     from .spec import Recipe, build_specs
 
     specs = build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    plan = axis_plan(specs, options, axis_limits(specs, prepared.sequence_limit))
+    plan = axis_plan(
+        specs, options, axis_limits(specs, prepared.sequence_limit, getattr(prepared, "length_limits", ()))
+    )
     recipes = edge_recipes(specs, options, plan)
     sizes, _ = dim_sizes(specs)
     recipes += [

@@ -63,6 +63,8 @@ class PreparedModel(Protocol):
     model_dynamic_axes: dict[str, dict[int, str]]
     #: The longest sequence the model takes (a position table, a transformers config), or None.
     sequence_limit: int | None
+    #: Other lengths a sequence axis may be bounded by (position buffers, ``max_len`` attributes); () if none.
+    length_limits: tuple[int, ...]
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on its own copy of ``feed``; outputs as numpy keyed by ``output_names``."""
