@@ -137,8 +137,9 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
             )
     if batch and "empty_batch" in on:
         recipes.append(Recipe("edge: empty batch", dims(**dict.fromkeys(batch, 0)), "normal", 1.0, 999))
+    floats = any(s.kind == "float" for s in specs)
     for name, label, pattern, scale, seed in PATTERN_EDGES:
-        if name in on:
+        if name in on and (floats or pattern != NONFINITE):  # NaN/Inf only in float inputs
             recipes.append(Recipe(f"edge: {label}", dims(**widest), pattern, scale, seed))
     if "lengths" in on:
         walk_batch = {dim: min(WALK_BATCH, max(plan[dim])) for dim in batch}

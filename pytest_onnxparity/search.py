@@ -95,7 +95,7 @@ def _search(
 
 #: The share of the time budget the walk past the plan of an open axis may take (the sizes it reaches cost more
 #: each step: a sequence twice as long costs twice, or four times for attention).
-PAST_PLAN_SHARE = 0.1
+PAST_PLAN_SHARE = 0.05
 #: What the next, twice-as-long size is assumed to cost against the last (attention is quadratic in length).
 STEP_GROWTH = 4.0
 
@@ -129,7 +129,7 @@ def _past_plan(
                 break
             started = time.monotonic()
             if started + STEP_GROWTH * seconds > stop:
-                ends[dim] = f"the time budget at {dim}={size} (option time_budget; this walk takes a tenth of it)"
+                ends[dim] = f"the time budget at {dim}={size} (option time_budget; this walk takes a twentieth of it)"
                 break
             failure = probe(step)
             if failure is not None:
