@@ -49,8 +49,9 @@ def hand_written() -> None:
     import onnxruntime as ort
     import torch
 
-    from pytest_onnxparity.inputs import axis_limits, axis_plan, edge_recipes, materialize
+    from pytest_onnxparity.inputs import edge_recipes, materialize
     from pytest_onnxparity.settings import resolve
+    from pytest_onnxparity.sizes import axis_limits, axis_plan
     from pytest_onnxparity.spec import Recipe, build_specs
     from sample_models.torch_models import NAMES, build
 

@@ -34,23 +34,17 @@ AGREEMENT_FACTOR = 100.0
 ROUNDING_EPSILONS = 1000.0
 
 
-@dataclasses.dataclass
-class Noise:
-    """The reference's own rounding error per float output, and the outputs whose estimate was refused (why)."""
-
-    levels: dict[str, np.ndarray]
-    refused: dict[str, str]
-
-
 def noise(
     reference: Runner,
     feed: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
     specs: list[TensorSpec],
     seed: int,
-) -> Noise:
+    refused: dict[str, str],
+) -> dict[str, np.ndarray]:
     """Per float output: the largest deviation of a float64 run and of a 1-ulp-perturbed run from ``outputs``,
-    where both behave like rounding of the same computation (:func:`implausible`); else none, and why."""
+    where both behave like rounding of the same computation (:func:`implausible`); else zero, and ``refused``
+    keeps the first reason per output."""
     import numpy as np
 
     estimates: dict[str, Mapping[str, np.ndarray]] = {}
@@ -65,32 +59,31 @@ def noise(
             estimates["the run on inputs nudged by 1 ulp"] = reference.infer(perturbed)
         except ModelRejected:
             pass
-    found = Noise({}, {})
+    out = {}
     for name, value in outputs.items():
         if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
             continue
         base = value.astype(np.float64)
-        deviations = {}
+        deviations, why = {}, None
         for label, estimate in estimates.items():
             other = estimate.get(name)
             if other is None:
                 continue
             if other.shape != value.shape:
-                found.refused[name] = f"{label} gave shape {tuple(other.shape)}, not {tuple(value.shape)}"
+                why = f"{label} gave shape {tuple(other.shape)}, not {tuple(value.shape)}"
                 break
             other = other.astype(np.float64)
             if not np.array_equal(~np.isfinite(other), ~np.isfinite(base)):
-                found.refused[name] = f"{label} has NaN/Inf in other places than the float32 reference"
+                why = f"{label} has NaN/Inf in other places than the float32 reference"
                 break
             with np.errstate(invalid="ignore", over="ignore"):
                 deviations[label] = np.nan_to_num(np.abs(other - base), posinf=0.0)
-        why = found.refused.get(name) or implausible(deviations, base)
+        why = why or implausible(deviations, base)
         if why is not None:
-            found.refused[name] = why
-            found.levels[name] = np.zeros(value.shape)
-            continue
-        found.levels[name] = np.maximum.reduce([*deviations.values(), np.zeros(value.shape)])
-    return found
+            refused.setdefault(name, why)
+        zero = np.zeros(value.shape)  # a refused estimate credits nothing: the fixed tolerance alone judges
+        out[name] = zero if why is not None else np.maximum.reduce([*deviations.values(), zero])
+    return out
 
 
 def implausible(deviations: Mapping[str, np.ndarray], base: np.ndarray) -> str | None:

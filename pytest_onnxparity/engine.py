@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, context, contracts, inputs, interface, localize, nonfinite, search, spec, tolerance, variants
+from . import adapters, context, contracts, inputs, interface, localize, search, sizes, spec, tolerance, variants
 from .compare import FailingCase
 from .export import ExportedModel, export
+from .nonfinite import warning as nonfinite_warning
 from .probe import Probe
 from .report import ParityReport
 from .runners import ReferenceMemo
@@ -82,8 +83,8 @@ def _compare(
             variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
         target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    limits = inputs.axis_limits(specs, prepared.sequence_limit, getattr(prepared, "length_limits", ()))
-    plan = inputs.axis_plan(specs, options, limits)
+    limits = sizes.axis_limits(specs, prepared.sequence_limit, getattr(prepared, "length_limits", ()))
+    plan = sizes.axis_plan(specs, options, limits)
     probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
     early = contracts.before_running(probe, info, axes)
     open_axes = limits.open - set(options.axis_sizes)
@@ -103,7 +104,7 @@ def _compare(
             *matched.warnings,
             *contracts.declared_output_dims(info, probe.shapes),
             *context.warnings(probe, found.generated, options.examples, failure is None),
-            *nonfinite.warning(probe, exported.path, options.localize),
+            *nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
         ],
         versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,

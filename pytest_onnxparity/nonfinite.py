@@ -72,11 +72,10 @@ def first_node(graph: Any, values: Mapping[str, Any], output: str, how: str) -> 
     return (node.name, node.op_type) if node is not None else None
 
 
-def warning(probe: Probe, path: str, localize: bool) -> list[str]:
+def warning(probe: Probe, failure: Failure | None, path: str, localize: bool) -> list[str]:
     """The warning for a divergence set aside on NaN/Inf inputs (none if there was none)."""
     import onnx
 
-    failure: Failure | None = probe.nonfinite
     case = probe.case_for(failure)
     if failure is None or case is None:
         return []

@@ -21,7 +21,6 @@ from .report import Failure
 from .runners import Deferred
 from .spec import Recipe
 from .timing import Timings
-from .validate import NONFINITE_FAILS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,11 +84,6 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
-    #: A divergence on NaN/Inf inputs fails the check (``edge_cases={"nonfinite": True}``); else it is set aside.
-    nonfinite_fails: bool = False
-    #: The first divergence only NaN/Inf inputs revealed, set aside (a warning): ONNX Runtime's MaxPool and
-    #: ReduceMax drop a NaN that torch propagates, so most CNNs differ here.
-    nonfinite: Failure | None = None
     #: Outputs whose reference noise estimate was refused (not rounding of one computation), with why.
     noise_refused: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -143,19 +137,10 @@ class Probe:
             cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
             records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
-            nonfinite_fails=NONFINITE_FAILS in options.edge_cases,
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
-        """Compare on one recipe: None when it passed (or the reference model rejected the input, or it holds NaN
-        or Inf and a divergence there is a warning: it is kept in ``nonfinite``)."""
-        failure = self._compare(recipe)
-        if failure is None or recipe.pattern != inputs.NONFINITE or self.nonfinite_fails:
-            return failure
-        self.nonfinite = self.nonfinite or failure
-        return None
-
-    def _compare(self, recipe: Recipe) -> Failure | None:
+        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
         timings = self.timings
         with timings.phase("inputs"):
             feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
@@ -180,16 +165,13 @@ class Probe:
         with timings.phase("compare"):
             known = self._context(feed, reference)
             verdict = compare(reference, got, self.policy, self.check_names, known)
-        close = max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
-        measure = (close and verdict.kind is None) or verdict.kind == "values"
-        if measure and self.policy.noise_factor and not self.policy.judged_by_metrics:
+        close = verdict.kind is None and max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
+        if (close or verdict.kind == "values") and self.policy.noise_factor and not self.policy.judged_by_metrics:
             # Only near the fixed tolerance is the reference's own rounding error worth two extra runs.
             with timings.phase("reference noise"):
-                measured = context.noise(self.reference, feed, reference, self.specs, recipe.seed)
-                for name, level in measured.levels.items():
+                measured = context.noise(self.reference, feed, reference, self.specs, recipe.seed, self.noise_refused)
+                for name, level in measured.items():
                     known[name].noise = level
-                for name, why in measured.refused.items():
-                    self.noise_refused.setdefault(name, why)
             with timings.phase("compare"):
                 verdict = compare(reference, got, self.policy, self.check_names, known)
         with timings.phase("compare"):
@@ -297,7 +279,8 @@ class Probe:
         known: dict[str, OutputContext] | None = None,
     ) -> Failure:
         self.cases[recipe] = FailingCase(feed, reference, known or {})
-        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), _shapes(feed))
+        shapes = {name: list(value.shape) for name, value in feed.items()}
+        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), shapes)
         if verdict is not None:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
@@ -310,10 +293,6 @@ class Probe:
 def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
     infer_isolated = getattr(runner, "infer_isolated", None)
     return infer_isolated(feed) if isolated and infer_isolated is not None else runner.infer(feed)
-
-
-def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
-    return {k: list(v.shape) for k, v in feed.items()}
 
 
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import inputs
+from . import inputs, sizes
 from .errors import OnnxParityUsageError
 from .settings import MAX_ELEMENTS
 from .spec import Recipe
+from .validate import NONFINITE_FAILS
 
 if TYPE_CHECKING:
     from .probe import Probe
@@ -38,6 +39,9 @@ class SearchResult:
     skipped: dict[Recipe, str]
     #: Per open axis (no known limit): why its walk past the plan stopped.
     ends: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: A divergence only NaN/Inf inputs revealed, set aside as a warning (unless ``edge_cases={"nonfinite": True}``):
+    #: ONNX Runtime's MaxPool and ReduceMax drop a NaN that torch propagates, so most max-pooling CNNs differ there.
+    nonfinite: Failure | None = None
 
 
 class _Found(Exception):
@@ -76,21 +80,24 @@ def _search(
             f"the input set {widest.describe()} would hold {inputs.elements(widest, probe.specs):,} elements "
             f"(the budget is {MAX_ELEMENTS:,}): pass smaller batch_sizes / axis_sizes."
         )
+    aside = None
     for recipe in edges:
         if recipe.pattern != "example" and time.monotonic() > deadline:
             skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
             continue
         failure = probe(recipe)
-        if failure is not None:
-            return SearchResult(failure, 0, skipped)
+        if failure is not None and recipe.pattern == inputs.NONFINITE and NONFINITE_FAILS not in options.edge_cases:
+            aside = failure
+        elif failure is not None:
+            return SearchResult(failure, 0, skipped, nonfinite=aside)
     ends: dict[str, str] = {}
     share = min(deadline, time.monotonic() + PAST_PLAN_SHARE * options.time_budget)
     failure = _past_plan(probe, plan, open_axes, share, ends) or _towards_limits(probe, deadline)
     if failure is not None:
-        return SearchResult(failure, 0, skipped, ends)
+        return SearchResult(failure, 0, skipped, ends, aside)
     before = len(probe.checked)
     failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
-    return SearchResult(failure, len(probe.checked) - before, skipped, ends)
+    return SearchResult(failure, len(probe.checked) - before, skipped, ends, aside)
 
 
 #: The share of the time budget the walk past the plan of an open axis may take (the sizes it reaches cost more
@@ -116,7 +123,7 @@ def _past_plan(
             continue
         size, seconds = top, 0.0
         while True:
-            size = inputs.next_prime(2 * size)
+            size = sizes.next_prime(2 * size)
             step = Recipe(
                 f"edge: {dim}={size}",
                 tuple((d, size if d == dim else n) for d, n in template.dims),

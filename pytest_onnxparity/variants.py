@@ -231,7 +231,8 @@ def calibration_feeds(
     """At least ``count`` input sets like the ones an int8 variant is checked on, keyed by graph input (``feed_names``:
     graph input -> model input, as the check feeds them): the example, every batch size and axis walk, then
     generated ones like the example (an int8-static variant's calibration data)."""
-    from .inputs import axis_limits, axis_plan, dim_sizes, edge_recipes, materialize
+    from .inputs import dim_sizes, edge_recipes, materialize
+    from .sizes import axis_limits, axis_plan
     from .spec import Recipe, build_specs
 
     specs = build_specs(prepared.example, axes, options, prepared.int_high_hints)

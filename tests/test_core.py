@@ -7,8 +7,9 @@ import pytest
 
 from pytest_onnxparity.compare import compare
 from pytest_onnxparity.errors import OnnxParityUsageError
-from pytest_onnxparity.inputs import axis_limits, axis_plan, edge_recipes, materialize
+from pytest_onnxparity.inputs import edge_recipes, materialize
 from pytest_onnxparity.settings import CheckOptions, resolve
+from pytest_onnxparity.sizes import axis_limits, axis_plan
 from pytest_onnxparity.spec import Recipe, build_specs, resolve_dynamic_axes
 from pytest_onnxparity.tolerance import TolerancePolicy
 
