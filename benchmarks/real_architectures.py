@@ -36,17 +36,9 @@ def _text(model: Any, seq: int = 9, vocab: int = 120, types: bool = False) -> tu
 
 
 def bert() -> tuple[Any, Any, dict[str, Any]]:
-    from transformers import BertConfig, BertModel
+    from sample_models.torch_models import tiny_bert
 
-    config = BertConfig(
-        vocab_size=120,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return _text(BertModel(config), types=True)
+    return _text(tiny_bert(), types=True)
 
 
 def distilbert() -> tuple[Any, Any, dict[str, Any]]:
@@ -64,19 +56,9 @@ def gpt2() -> tuple[Any, Any, dict[str, Any]]:
 
 
 def llama() -> tuple[Any, Any, dict[str, Any]]:
-    from transformers import LlamaConfig, LlamaModel
+    from tests.models import tiny_llama
 
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        use_cache=False,
-    )
-    return _text(LlamaModel(config), vocab=128)
+    return _text(tiny_llama(), vocab=128)
 
 
 def whisper_encoder() -> tuple[Any, Any, dict[str, Any]]:
