@@ -49,7 +49,8 @@ def hand_written() -> None:
     import onnxruntime as ort
     import torch
 
-    from pytest_onnxparity.inputs.recipes import axis_limits, axis_plan, edge_recipes, materialize
+    from pytest_onnxparity.inputs.plan import axis_limits, axis_plan
+    from pytest_onnxparity.inputs.recipes import edge_recipes, materialize
     from pytest_onnxparity.inputs.spec import Recipe, build_specs
     from pytest_onnxparity.options.settings import resolve
     from sample_models.torch_models import NAMES, build

@@ -241,3 +241,13 @@ def float16_interface(model: onnx.ModelProto) -> onnx.ModelProto:
         model, name, [helper.make_node("Cast", [name], ["planted_as_float"], to=TensorProto.FLOAT)], "planted_as_float"
     )
     return model
+
+
+def table_truncated(model: onnx.ModelProto, name: str, rows: int) -> onnx.ModelProto:
+    """Initializer ``name`` cut to its first ``rows`` rows (a position table exported for a shorter maximum
+    length): the graph fails on every sequence longer than ``rows``."""
+    model = copy.deepcopy(model)
+    (table,) = [t for t in model.graph.initializer if t.name == name]
+    table.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(table)[:rows].copy(), name))
+    del model.graph.value_info[:]  # the exporter's inferred shapes still say the full length
+    return model

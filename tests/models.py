@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,75 @@ class SixBlocks(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(x))
+
+
+class SensorMax(nn.Module):
+    """A sensor sequence reduced with ``amax`` over time: torch propagates a NaN sample, ONNX Runtime's ReduceMax
+    drops it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.proj(x).amax(dim=1))
+
+
+class MaskedMean(nn.Module):
+    """Mean of the kept frames (``mask`` 1 = keep), a pooled (batch, 8) output: holes in the mask count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(4, 8)
+
+    def kept(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.to(torch.float32)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = self.kept(mask).unsqueeze(-1)
+        return (self.proj(x) * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
+class SpanMean(MaskedMean):
+    """The same weights, but every frame between the first and the last kept one counts: right for left and right
+    padding, wrong for a mask with holes (a converter that turns a mask into lengths does this)."""
+
+    def kept(self, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.to(torch.float32)
+        after_first = torch.cumsum(m, 1) > 0
+        before_last = torch.flip(torch.cumsum(torch.flip(m, [1]), 1), [1]) > 0
+        return (after_first & before_last).to(torch.float32)
+
+
+class SinusoidalScorer(nn.Module):
+    """Per-frame scores with a fixed 1024-row sinusoidal position buffer: the model's own length limit, 1024."""
+
+    def __init__(self, rows: int = 1024, width: int = 8) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(4, width)
+        self.head = nn.Linear(width, 1)
+        position = torch.arange(rows).unsqueeze(1)
+        rate = torch.exp(torch.arange(0, width, 2) * (-math.log(10000.0) / width))
+        table = torch.zeros(rows, width)
+        table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+        self.register_buffer("pe", table)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.proj(frames) + self.pe[: frames.shape[1]])).squeeze(-1)
+
+
+class DtypeBranch(nn.Module):
+    """A float64 path that computes something else (twice the output): its "rounding error" is the output itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        return y * 2 if y.dtype == torch.float64 else y

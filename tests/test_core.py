@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pytest_onnxparity.errors import OnnxParityUsageError
-from pytest_onnxparity.inputs.recipes import axis_limits, axis_plan, edge_recipes, materialize
+from pytest_onnxparity.inputs.plan import axis_limits, axis_plan
+from pytest_onnxparity.inputs.recipes import edge_recipes, materialize
 from pytest_onnxparity.inputs.spec import Recipe, build_specs, resolve_dynamic_axes
 from pytest_onnxparity.judge.compare import compare
 from pytest_onnxparity.judge.tolerance import TolerancePolicy
@@ -154,14 +155,31 @@ class TestInputs:
 
     def test_masks_pad_like_a_tokenizer_and_keep_a_real_token(self) -> None:
         specs = _specs(self.example)
-        for pattern in ("normal", "uniform", "sparse_zeros", "zeros"):
-            arrays = materialize(Recipe("t", (("batch", 32),), pattern, 1.0, 3), specs, self.example)
+        for pattern, holes in (("normal", True), ("uniform", True), ("sparse_zeros", False), ("zeros", True)):
+            recipe = Recipe("t", (("batch", 32),), pattern, 1.0, 3)
+            arrays = materialize(recipe, specs, self.example, mask_holes=holes)
             keep = arrays["mask"].astype(bool)
             assert (keep.sum(-1) >= 1).all() and (~keep).any()
             assert ((~arrays["pad"]).sum(-1) >= 1).all() and arrays["pad"].any()
             # right or left padding: the kept positions are one run, no holes
             runs = [np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0])) for row in keep]
             assert all(len(r) == 2 for r in runs)
+
+    def test_masks_have_holes_by_default(self) -> None:
+        specs = _specs(self.example)
+        keep = materialize(Recipe("t", (("batch", 32),), "sparse_zeros", 1.0, 3), specs, self.example)["mask"]
+        runs = [np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0])) for row in keep]
+        assert any(len(r) > 2 for r in runs), "kept positions scattered: holes between real tokens"
+        assert (keep.sum(-1) >= 1).all()
+
+    def test_non_finite_values_sit_in_some_rows_of_every_float_input(self) -> None:
+        specs = _specs({"x": self.example["x"]})
+        x = materialize(Recipe("t", (("batch", 17),), "nonfinite", 1.0, 8), specs, self.example)["x"]
+        assert np.isnan(x).any(axis=1).sum() >= 4 and np.isposinf(x).any() and np.isneginf(x).any()
+        assert np.isfinite(x).all(axis=1).sum() >= 4, "some rows stay finite"
+        ranged = _specs({"x": self.example["x"]}, CheckOptions(input_ranges={"x": (-1.0, 1.0)}))
+        inside = materialize(Recipe("t", (("batch", 17),), "nonfinite", 1.0, 8), ranged, self.example)["x"]
+        assert np.isfinite(inside).all(), "a declared range holds no NaN or Inf"
 
     def test_token_ids_are_written_as_a_tokenizer_writes_them(self) -> None:
         example = {"ids": self.example["ids"], "mask": self.example["mask"]}
@@ -244,6 +262,7 @@ class TestOptions:
             ({"provider_tolerances": {"cuda ": {"atol": 1}}}, "unknown execution provider 'cuda '"),
             ({"output_names": ["a", "a"]}, "repeats a name"),
             ({"edge_cases": {"huge": False}}, "unknown edge case(s) ['huge']"),
+            ({"edge_cases": {"nonfinite": "yes"}}, "'nonfinite' is 'yes'. Pass True (a divergence only NaN/Inf"),
             ({"axis_sizes": {"seq": (0, 4)}}, "axis_sizes['seq']\": got 0"),
             ({"time_budget": 0}, "Pass a positive, finite number of seconds"),
         ],

@@ -131,6 +131,13 @@ class LayerOutputs(Protocol):
 
 
 @runtime_checkable
+class LengthLimits(Protocol):
+    """Other lengths a sequence axis may be bounded by (position buffers, ``max_len`` attributes)."""
+
+    length_limits: tuple[int, ...]
+
+
+@runtime_checkable
 class TokenIds(Protocol):
     """A tokenizer's special ids (``pad``, ``bos``, ``eos``): placed where a tokenizer places them."""
 
@@ -145,6 +152,11 @@ def float64_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> 
 def layer_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> list[ModuleValues]:
     """The model's module or layer outputs on ``feed`` ([] where the adapter cannot walk them)."""
     return prepared.intermediates(feed) if isinstance(prepared, LayerOutputs) else []
+
+
+def length_limits(prepared: PreparedModel) -> tuple[int, ...]:
+    """The lengths a sequence axis of the model may be bounded by besides ``sequence_limit`` (() if none known)."""
+    return tuple(prepared.length_limits) if isinstance(prepared, LengthLimits) else ()
 
 
 def special_ids(prepared: PreparedModel) -> dict[str, int]:

@@ -59,6 +59,7 @@ class PreparedOnnxFile:
         self.output_names_meaningful = True
         self.int_high_hints: tuple[int, ...] = ()
         self.sequence_limit: int | None = None
+        self.length_limits: tuple[int, ...] = ()
         # Symbolic dims beyond the batch axis (a "seq" dim_param) are the graph's own dynamic axes.
         self.model_dynamic_axes = {
             name: {axis: str(dim) for axis, dim in enumerate(dims) if axis > 0 and isinstance(dim, str) and dim}

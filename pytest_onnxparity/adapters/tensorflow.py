@@ -52,6 +52,7 @@ class PreparedTensorFlowModel:
         self.int_high_hints: tuple[int, ...] = ()
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
         self.sequence_limit: int | None = None
+        self.length_limits: tuple[int, ...] = ()
         self._call, derived, declared = self._callable(model, options)
         self._compiled: Any = None  # the graph-mode reference (False: eager only)
         self._model64: Any = None  # the float64 twin (keras_layers.float64_outputs)

@@ -45,6 +45,40 @@ def sequence_limit(model: torch.nn.Module) -> int | None:
     return min(tables) if tables else None
 
 
+#: Buffers and parameters indexed by position (a sinusoidal table, a learned position embedding, rotary caches).
+POSITIONAL = re.compile(r"pos|rotary|rope|sinusoid|(^|[._])(pe|cos|sin|freqs?)(_|$|[._])", re.IGNORECASE)
+#: Module attributes that bound a sequence's length.
+LENGTH_ATTRIBUTES = (
+    "max_len",
+    "max_length",
+    "max_seq_len",
+    "max_seq_length",
+    "max_sequence_length",
+    "max_positions",
+    "max_position_embeddings",
+    "block_size",
+    "context_length",
+    "n_ctx",
+)
+
+
+def length_limits(model: torch.nn.Module) -> tuple[int, ...]:
+    """Lengths the model's sequence axes may be bounded by, beyond ``nn.Embedding`` and the config: the leading
+    (non-singleton) dimension of each position-like buffer or parameter of two or more dimensions, and every
+    ``max_len``-like integer attribute of its modules. An axis takes the shortest of them that its example fits."""
+    found = set()
+    for name, tensor in [*model.named_buffers(), *model.named_parameters()]:
+        dims = [d for d in tensor.shape if d != 1] if tensor.dim() >= 2 else []
+        if dims and POSITIONAL.search(name) and len(dims) >= 2:
+            found.add(int(dims[0]))
+    for module in model.modules():
+        for attribute in LENGTH_ATTRIBUTES:
+            value = vars(module).get(attribute)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+                found.add(value)
+    return tuple(sorted(found))
+
+
 class PreparedTorchModel:
     name = "torch"
 
@@ -95,6 +129,7 @@ class PreparedTorchModel:
         )
         self.model_dynamic_axes: dict[str, dict[int, str]] = {}
         self.sequence_limit = sequence_limit(model)
+        self.length_limits = length_limits(model)
         config = getattr(model, "config", None)
         ids = {name: getattr(config, f"{name}_token_id", None) for name in ("pad", "bos", "eos")}
         #: transformers' special tokens, placed in generated ids as a tokenizer places them.

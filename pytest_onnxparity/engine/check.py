@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 from .. import adapters
 from ..export import interface, variants
 from ..export.exported import ExportedModel, Exporter, export
+from ..inputs import plan as plan_sizes
 from ..inputs import recipes as inputs
 from ..inputs import spec
 from ..judge import tolerance
 from ..judge.compare import FailingCase
-from ..locate import localize
+from ..locate import localize, nonfinite
 from ..locate.departure import departure
 from ..locate.divergence import Divergence
 from ..report.parity import ParityReport
@@ -91,10 +92,12 @@ def _compare(
             variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
         target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
+    limits = plan_sizes.axis_limits(specs, prepared.sequence_limit, adapters.length_limits(prepared))
+    plan = plan_sizes.axis_plan(specs, options, limits)
     probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
     early = contracts.before_running(probe, info, axes)
-    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
+    open_axes = limits.open - set(options.axis_sizes)
+    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
     failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
     if failure is not None and options.localize:
@@ -113,11 +116,12 @@ def _compare(
             *matched.warnings,
             *contracts.declared_output_dims(info, probe.shapes),
             *_warnings(probe, found.generated, options.examples, failure is None),
+            *_nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
         ],
         versions={**prepared.versions(), **versions()},
         tolerance_reason=policy.reason,
         reference=f"{prepared.name} on {device}",
-        reach=search.reach(probe, plan, found.skipped),
+        reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
         first_divergence=where.to_dict() if where else None,
         **exported.report_fields(),
         **probe.report_fields(),
@@ -184,5 +188,20 @@ def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[st
             f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
             + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
         )
+    for name, why in sorted(probe.noise_refused.items()):
+        out.append(
+            f"output {name!r} was judged by the fixed tolerance alone: its reference noise estimate was refused, "
+            f"as it does not behave like float32 rounding of one computation ({why}); a float64 path or a nudge "
+            "that computes something else cannot widen the tolerance"
+        )
     out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(probe.target.log)]
     return out + probe.dependence.warnings()
+
+
+def _nonfinite_warning(probe: Probe, failure: Failure | None, path: str, localize_values: bool) -> list[str]:
+    """The warning for a divergence the search set aside because only NaN/Inf inputs reveal it (none if none)."""
+    case = probe.case_for(failure)
+    if failure is None or case is None:
+        return []
+    with probe.timings.phase("localize"):
+        return nonfinite.warning(failure, case, probe.target.feed_names, path, localize_values)

@@ -13,7 +13,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..adapters import Float64Reference
 from ..errors import ModelRejected
+from ..judge.compare import NOISE_QUANTILE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,26 +25,35 @@ if TYPE_CHECKING:
     from ..runners import Runner
 
 
+#: Rounding of the same computation: the float64 run's and the nudged run's typical deviations from the float32
+#: reference stay within this factor of each other (both scale with the computation's condition number) ...
+AGREEMENT_FACTOR = 100.0
+#: ... or within this many float32 epsilons of the output's magnitude (a long, well-conditioned accumulation).
+ROUNDING_EPSILONS = 1000.0
+
+
 def noise(
     reference: Runner,
     feed: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
     specs: list[TensorSpec],
     seed: int,
+    refused: dict[str, str],
 ) -> dict[str, np.ndarray]:
-    """Per float output: the largest deviation of a float64 run and of a 1-ulp-perturbed run from ``outputs``."""
+    """Per float output: the largest deviation of a float64 run and of a 1-ulp-perturbed run from ``outputs``,
+    where both behave like rounding of the same computation (:func:`implausible`); else zero, and ``refused``
+    keeps the first reason per output."""
     import numpy as np
 
-    estimates: list[Mapping[str, np.ndarray]] = []
-    infer64 = getattr(reference, "infer_float64", None)
-    if infer64 is not None:
-        precise = infer64(feed)
+    estimates: dict[str, Mapping[str, np.ndarray]] = {}
+    if isinstance(reference, Float64Reference):
+        precise = reference.infer_float64(feed)
         if precise is not None:
-            estimates.append(precise)
+            estimates["the float64 run"] = precise
     perturbed = _perturbed(feed, specs, seed)
     if perturbed is not None:
         try:
-            estimates.append(reference.infer(perturbed))
+            estimates["the run on inputs nudged by 1 ulp"] = reference.infer(perturbed)
         except ModelRejected:
             pass
     out = {}
@@ -50,14 +61,53 @@ def noise(
         if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
             continue
         base = value.astype(np.float64)
-        deviation = np.zeros(value.shape)
-        for estimate in estimates:
+        deviations, why = {}, None
+        for label, estimate in estimates.items():
             other = estimate.get(name)
-            if other is not None and other.shape == value.shape:
-                with np.errstate(invalid="ignore", over="ignore"):
-                    deviation = np.fmax(deviation, np.nan_to_num(np.abs(other.astype(np.float64) - base), posinf=0.0))
-        out[name] = deviation
+            if other is None:
+                continue
+            if other.shape != value.shape:
+                why = f"{label} gave shape {tuple(other.shape)}, not {tuple(value.shape)}"
+                break
+            other = other.astype(np.float64)
+            if not np.array_equal(~np.isfinite(other), ~np.isfinite(base)):
+                why = f"{label} has NaN/Inf in other places than the float32 reference"
+                break
+            with np.errstate(invalid="ignore", over="ignore"):
+                deviations[label] = np.nan_to_num(np.abs(other - base), posinf=0.0)
+        why = why or implausible(deviations, base)
+        if why is not None:
+            refused.setdefault(name, why)
+        zero = np.zeros(value.shape)  # a refused estimate credits nothing: the fixed tolerance alone judges
+        out[name] = zero if why is not None else np.maximum.reduce([*deviations.values(), zero])
     return out
+
+
+def implausible(deviations: Mapping[str, np.ndarray], base: np.ndarray) -> str | None:
+    """Why these deviations are not float32 rounding of one computation (None: they are).
+
+    Rounding and a 1-ulp nudge of the inputs both move an output by about its condition number times float32's
+    epsilon: two estimates far apart (a float64 path that computes something else, a nudge that crosses a branch)
+    are not noise. A lone estimate is held to ``ROUNDING_EPSILONS`` epsilons of the output's magnitude.
+    """
+    import numpy as np
+
+    finite = np.isfinite(base)
+    if not finite.any() or not deviations:
+        return None
+    scale = float(np.abs(base[finite]).max())
+    floor = ROUNDING_EPSILONS * float(np.finfo(np.float32).eps) * scale
+    levels = {label: float(np.quantile(d[finite], NOISE_QUANTILE)) for label, d in deviations.items()}
+    (high_label, high), *rest = sorted(levels.items(), key=lambda item: -item[1])
+    low = rest[0][1] if rest else 0.0
+    bound = (AGREEMENT_FACTOR * low if rest else 0.0) + floor
+    if high <= bound:
+        return None
+    against = f"{rest[0][0]} moves it by {low:.3g}" if rest else "no second estimate"
+    return (
+        f"{high_label} moves it by {high:.3g} (typical), {against}; float32 rounding of an output of magnitude "
+        f"{scale:.3g} plausibly reaches {bound:.3g}"
+    )
 
 
 def _perturbed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray] | None:

@@ -87,6 +87,8 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
+    #: Outputs whose reference noise estimate was refused (not rounding of one computation), with why.
+    noise_refused: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_check(
@@ -167,20 +169,22 @@ class Probe:
         with timings.phase("compare"):
             known = self._context(feed, reference)
             verdict = compare(reference, got, self.policy, self.check_names, known)
-        close = max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
+        close = verdict.kind is None and max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
         if (close or verdict.kind == "values") and self.policy.noise_factor and not self.policy.judged_by_metrics:
             # Only near the fixed tolerance is the reference's own rounding error worth two extra runs.
             with timings.phase("reference noise"):
-                for name, level in context.noise(self.reference, feed, reference, self.specs, recipe.seed).items():
+                measured = context.noise(self.reference, feed, reference, self.specs, recipe.seed, self.noise_refused)
+                for name, level in measured.items():
                     known[name].noise = level
             with timings.phase("compare"):
                 verdict = compare(reference, got, self.policy, self.check_names, known)
         with timings.phase("compare"):
             if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
                 verdict = self._with_ties(feed, reference, got, known)
-            _fold(self.figures, verdict)
-            self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
-            self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
+            if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes or of what varies
+                _fold(self.figures, verdict)
+                self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
+                self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
         if not verdict.passed:
             kind = verdict.kind or "values"
             return self._failure(recipe, feed, reference, kind, verdict.problem or "", verdict, known)
@@ -279,7 +283,8 @@ class Probe:
         known: dict[str, OutputContext] | None = None,
     ) -> Failure:
         self.cases[recipe] = FailingCase(feed, reference, known or {})
-        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), _shapes(feed))
+        shapes = {name: list(value.shape) for name, value in feed.items()}
+        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), shapes)
         if verdict is not None:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
@@ -294,10 +299,6 @@ def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[
     from ..runners.onnxruntime import OrtRunner
 
     return child.infer_runner(runner, feed) if isolated and isinstance(runner, OrtRunner) else runner.infer(feed)
-
-
-def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
-    return {k: list(v.shape) for k, v in feed.items()}
 
 
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:

@@ -11,14 +11,16 @@ import dataclasses
 import gc
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnnxParityUsageError
+from ..inputs import plan as sizes
 from ..inputs import recipes as inputs
 from ..inputs.spec import Recipe
 from ..options.settings import MAX_ELEMENTS
+from ..options.validate import NONFINITE_FAILS
 
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
@@ -36,6 +38,11 @@ class SearchResult:
     generated: int
     #: Recipes not run, with the reason (time budget, memory budget).
     skipped: dict[Recipe, str]
+    #: Per open axis (no known limit): why its walk past the plan stopped.
+    ends: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: A divergence only NaN/Inf inputs revealed, set aside as a warning (unless ``edge_cases={"nonfinite": True}``):
+    #: ONNX Runtime's MaxPool and ReduceMax drop a NaN that torch propagates, so most max-pooling CNNs differ there.
+    nonfinite: Failure | None = None
 
 
 class _Found(Exception):
@@ -46,20 +53,25 @@ class _Found(Exception):
         self.failure = failure
 
 
-def search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
-    """Run the edge cases, then generated recipes, until a failure, the budget, or the end.
+def search(
+    probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]], open_axes: Collection[str] = ()
+) -> SearchResult:
+    """Run the edge cases, then the walk of each open axis past the plan, then generated recipes, until a failure,
+    the budget, or the end.
 
     The time not spent in the probe's own phases (hypothesis drawing and shrinking) is timed as "search".
     """
     started, measured = time.perf_counter(), sum(probe.timings.values())
     try:
-        return _search(probe, options, plan)
+        return _search(probe, options, plan, open_axes)
     finally:
         overhead = time.perf_counter() - started - (sum(probe.timings.values()) - measured)
         probe.timings["search"] = probe.timings.get("search", 0.0) + max(0.0, overhead)
 
 
-def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]]) -> SearchResult:
+def _search(
+    probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, ...]], open_axes: Collection[str]
+) -> SearchResult:
     deadline = time.monotonic() + options.time_budget
     skipped: dict[Recipe, str] = {}
     edges = inputs.edge_recipes(probe.specs, options, plan)
@@ -69,19 +81,72 @@ def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, .
             f"the input set {widest.describe()} would hold {inputs.elements(widest, probe.specs):,} elements "
             f"(the budget is {MAX_ELEMENTS:,}): pass smaller batch_sizes / axis_sizes."
         )
+    aside = None
     for recipe in edges:
         if recipe.pattern != "example" and time.monotonic() > deadline:
             skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
             continue
         failure = probe(recipe)
-        if failure is not None:
-            return SearchResult(failure, 0, skipped)
-    failure = _towards_limits(probe, deadline)
+        if failure is not None and recipe.pattern == inputs.NONFINITE and NONFINITE_FAILS not in options.edge_cases:
+            aside = failure
+        elif failure is not None:
+            return SearchResult(failure, 0, skipped, nonfinite=aside)
+    ends: dict[str, str] = {}
+    share = min(deadline, time.monotonic() + PAST_PLAN_SHARE * options.time_budget)
+    failure = _past_plan(probe, plan, open_axes, share, ends) or _towards_limits(probe, deadline)
     if failure is not None:
-        return SearchResult(failure, 0, skipped)
+        return SearchResult(failure, 0, skipped, ends, aside)
     before = len(probe.checked)
     failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
-    return SearchResult(failure, len(probe.checked) - before, skipped)
+    return SearchResult(failure, len(probe.checked) - before, skipped, ends, aside)
+
+
+#: The share of the time budget the walk past the plan of an open axis may take (the sizes it reaches cost more
+#: each step: a sequence twice as long costs twice, or four times for attention).
+PAST_PLAN_SHARE = 0.05
+#: What the next, twice-as-long size is assumed to cost against the last (attention is quadratic in length).
+STEP_GROWTH = 4.0
+
+
+def _past_plan(
+    probe: Probe, plan: Mapping[str, tuple[int, ...]], open_axes: Collection[str], stop: float, ends: dict[str, str]
+) -> Failure | None:
+    """An axis with no known limit is walked past its plan (512), doubling, until the model rejects a size, the
+    next size would pass the memory budget, or it would not finish within ``stop``; ``ends`` records which."""
+    for dim in open_axes:
+        walked = [r for r in probe.checked if inputs.is_walk(r) and r.label.startswith(f"edge: {dim}=")]
+        top = max(plan[dim])
+        template = next((r for r in walked if r.dims_dict()[dim] == top), None)
+        if template is None:  # the plan's top size was rejected (the model's limit, bisected next) or not run
+            rejected = [r.dims_dict()[dim] for r in probe.rejected if r.label.startswith(f"edge: {dim}=")]
+            if rejected:
+                ends[dim] = f"the model rejected {dim}={min(rejected)}"
+            continue
+        size, seconds = top, 0.0
+        while True:
+            size = sizes.next_prime(2 * size)
+            step = Recipe(
+                f"edge: {dim}={size}",
+                tuple((d, size if d == dim else n) for d, n in template.dims),
+                template.pattern,
+                template.scale,
+                template.seed,
+            )
+            if inputs.elements(step, probe.specs) > MAX_ELEMENTS:
+                ends[dim] = f"the memory budget ({MAX_ELEMENTS:,} input elements) at {dim}={size}"
+                break
+            started = time.monotonic()
+            if started + STEP_GROWTH * seconds > stop:
+                ends[dim] = f"the time budget at {dim}={size} (option time_budget; this walk takes a twentieth of it)"
+                break
+            failure = probe(step)
+            if failure is not None:
+                return failure
+            if step in probe.rejected:
+                ends[dim] = f"the model rejected {dim}={size}"
+                break
+            seconds = time.monotonic() - started
+    return None
 
 
 #: How many sizes are tried between the largest accepted and the smallest rejected size of a walked axis.
@@ -193,10 +258,15 @@ def _private_storage() -> Iterator[None]:
 
 
 def reach(
-    probe: Probe, plan: Mapping[str, tuple[int, ...]], skipped: Mapping[Recipe, str]
+    probe: Probe,
+    plan: Mapping[str, tuple[int, ...]],
+    skipped: Mapping[Recipe, str],
+    ends: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per dynamic axis: the sizes planned, the sizes checked, the largest, and each size skipped with why."""
-    out = {}
+    """Per dynamic axis: the sizes planned, the sizes checked, the largest, each size skipped with why, and what
+    bounded the walk (``bound``: the model's limit and where it comes from, a size it rejected, a budget)."""
+    out, ends, sources = {}, ends or {}, sources or {}
     for dim, planned in plan.items():
         checked = sorted({r.dims_dict()[dim] for r in probe.checked if dim in r.dims_dict()})
         why_not: dict[int, str] = {}
@@ -205,10 +275,14 @@ def reach(
             size = recipe.dims_dict().get(dim)
             if size is not None and size not in checked:
                 why_not.setdefault(size, why)
-        out[dim] = {
+        axis: dict[str, Any] = {
             "planned": list(planned),
             "checked": checked,
             "largest": max(checked, default=None),
             "skipped": {str(size): why for size, why in sorted(why_not.items())},
         }
+        bound = ends.get(dim) or (f"{sources[dim]} ({max(planned)})" if dim in sources else None)
+        if bound:
+            axis["bound"] = bound
+        out[dim] = axis
     return out

@@ -230,11 +230,12 @@ def calibration_feeds(
     """At least ``count`` input sets like the ones an int8 variant is checked on, keyed by graph input (``feed_names``:
     graph input -> model input, as the check feeds them): the example, every batch size and axis walk, then
     generated ones like the example (an int8-static variant's calibration data)."""
-    from ..inputs.recipes import axis_limits, axis_plan, dim_sizes, edge_recipes, materialize
+    from ..inputs.plan import axis_limits, axis_plan
+    from ..inputs.recipes import dim_sizes, edge_recipes, materialize
     from ..inputs.spec import Recipe, build_specs
 
     specs = build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    plan = axis_plan(specs, options, axis_limits(specs, prepared.sequence_limit))
+    plan = axis_plan(specs, options, axis_limits(specs, prepared.sequence_limit, adapters.length_limits(prepared)))
     recipes = edge_recipes(specs, options, plan)
     sizes, _ = dim_sizes(specs)
     recipes += [

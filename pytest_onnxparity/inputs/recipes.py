@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 #: Exactly representable constants: a constant row keeps a zero variance in every runtime.
 _CONSTANTS = (0.5, -1.0, 2.0, 1.0)
-#: How far a non-batch axis is walked when neither the model nor the user says its limit.
-DEFAULT_AXIS_LIMIT = 512
 #: Batch size of the recipes that walk another axis (long sequences cost enough at batch 2).
 WALK_BATCH = 2
+#: The float pattern with NaN, +Inf and -Inf at some positions of some rows (the other rows stay finite).
+NONFINITE = "nonfinite"
+NONFINITE_LABEL = "non-finite values (NaN, +Inf, -Inf in some rows)"
 #: Edge patterns at the widest batch: (edge case name, label, pattern, scale, seed).
 PATTERN_EDGES = (
     ("zeros", "exact zeros", "zeros", 1.0, 1),
@@ -34,6 +35,7 @@ PATTERN_EDGES = (
     ("large", "large magnitude (x1e3)", "normal", 1e3, 5),
     ("tiny", "tiny magnitude (x1e-3)", "normal", 1e-3, 6),
     ("uniform", "uniform, both signs (x10)", "uniform", 10.0, 7),
+    ("nonfinite", NONFINITE_LABEL, NONFINITE, 1.0, 8),
 )
 
 
@@ -47,45 +49,6 @@ def dim_sizes(specs: list[TensorSpec]) -> tuple[dict[str, int], set[str]]:
             if axis == 0:
                 batch.add(dim)
     return sizes, batch
-
-
-def _next_prime(n: int) -> int:
-    n = max(2, n)
-    while any(n % d == 0 for d in range(2, int(n**0.5) + 1)):
-        n += 1
-    return n
-
-
-def axis_limits(specs: list[TensorSpec], sequence_limit: int | None) -> dict[str, int]:
-    """The largest size each non-batch axis is walked to: the model's position table for axes of id and mask
-    inputs, else :data:`DEFAULT_AXIS_LIMIT` (or twice the example, when that is longer)."""
-    sizes, batch = dim_sizes(specs)
-    on_ids = {dim for s in specs if s.kind != "float" for a, dim in s.dynamic.items() if a != 0}
-    limits = {}
-    for dim, n in sizes.items():
-        if dim not in batch:
-            limit = sequence_limit if sequence_limit and dim in on_ids else max(DEFAULT_AXIS_LIMIT, 2 * n)
-            limits[dim] = max(limit, n)
-    return limits
-
-
-def axis_plan(specs: list[TensorSpec], options: CheckOptions, limits: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-    """The sizes each dynamic axis is checked at: ``axis_sizes``, else the batch sizes for batch axes, else
-    1, 3, the example, primes past each doubling of it, and the axis's limit."""
-    sizes, batch = dim_sizes(specs)
-    plan = {}
-    for dim, n in sizes.items():
-        if dim in options.axis_sizes:
-            plan[dim] = options.axis_sizes[dim]
-        elif dim in batch:
-            plan[dim] = options.batch_sizes
-        else:
-            limit, walk, k = limits[dim], {1, 3, n, max(1, n // 2) | 1}, 2 * n
-            while k < limit:
-                walk.add(_next_prime(k))
-                k *= 2
-            plan[dim] = tuple(sorted(s for s in walk | {limit} if s <= limit))
-    return plan
 
 
 def example_recipe(specs: list[TensorSpec]) -> Recipe:
@@ -114,8 +77,9 @@ def edge_recipes(specs: list[TensorSpec], options: CheckOptions, plan: Mapping[s
             )
     if batch and "empty_batch" in on:
         recipes.append(Recipe("edge: empty batch", dims(**dict.fromkeys(batch, 0)), "normal", 1.0, 999))
+    floats = any(s.kind == "float" for s in specs)
     for name, label, pattern, scale, seed in PATTERN_EDGES:
-        if name in on:
+        if name in on and (floats or pattern != NONFINITE):  # NaN/Inf only in float inputs
             recipes.append(Recipe(f"edge: {label}", dims(**widest), pattern, scale, seed))
     if "lengths" in on:
         walk_batch = {dim: min(WALK_BATCH, max(plan[dim])) for dim in batch}
@@ -167,7 +131,7 @@ def materialize(
     recipe: Recipe,
     specs: list[TensorSpec],
     example: Mapping[str, np.ndarray],
-    mask_holes: bool = False,
+    mask_holes: bool = True,
     special: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Build the numpy inputs a recipe describes; the same recipe always gives the same arrays.
@@ -189,8 +153,8 @@ def materialize(
             if recipe.pattern == "like_example":  # the example's own mean and spread (what int8 was calibrated on)
                 seen = np.asarray(example[spec.name], dtype=np.float64)
                 values = seen.mean() + values * (float(seen.std()) or 1.0)
-            if spec.low is not None and spec.high is not None:
-                values = np.clip(values, spec.low, spec.high)
+            if spec.low is not None and spec.high is not None:  # a declared range holds no NaN or Inf
+                values = np.clip(np.nan_to_num(values, nan=spec.low), spec.low, spec.high)
             arr = values.astype(dtype)
         elif spec.kind == "int":
             arr = _int_values(rng, recipe.pattern, shape, int(spec.low or 0), int(spec.high or 1)).astype(dtype)
@@ -250,6 +214,14 @@ def _float_values(rng: Any, recipe: Recipe, shape: tuple[int, ...]) -> Any:
     if pattern == "uniform":
         return rng.uniform(-scale, scale, size=shape)
     values = np.asarray(rng.standard_normal(shape) * scale)
+    if pattern == NONFINITE and values.size:
+        # Rows hold a NaN, +Inf or -Inf at one random position in turn, every fourth row stays finite: a value
+        # leaking from one row into another shows as well as a NaN dropped within a row.
+        rows = values.reshape(shape[0] if shape else 1, -1)
+        for row in range(len(rows)):
+            if row % 4 < 3 and rows.shape[1]:
+                rows[row, rng.integers(0, rows.shape[1])] = (np.nan, np.inf, -np.inf)[row % 4]
+        return values
     if pattern == "positive":
         return np.abs(values)
     if pattern == "negative":
@@ -276,7 +248,8 @@ def _int_values(rng: Any, pattern: str, shape: tuple[int, ...], low: int, high: 
 
 def mask_values(rng: Any, pattern: str, shape: tuple[int, ...], holes: bool = False) -> np.ndarray:
     """Which positions are kept (True), as a tokenizer pads: right or left padding, at least one real token
-    per row. With ``holes`` (opt-in), patterns that scatter kept positions give masks with holes."""
+    per row. With ``holes`` (the default of ``mask_holes``), patterns that scatter kept positions give masks with
+    holes: positions left out of the comparison as padded ones are, so a causal model sees them without alarm."""
     import numpy as np
 
     if not shape or pattern == "ones":

@@ -49,7 +49,7 @@ class CheckOptions:
     noise_factor: float = NOISE_FACTOR
     edge_cases: frozenset[str] = frozenset(EDGE_CASES)
     #: Masks with holes (kept positions scattered), besides the right/left padding a tokenizer makes.
-    mask_holes: bool = False
+    mask_holes: bool = True
     #: Compare outputs at positions a mask marks as padding too (their values are undefined by default).
     include_padding: bool = False
     time_budget: float = DEFAULT_TIME_BUDGET

@@ -18,7 +18,21 @@ ToleranceValue = float | Mapping[str, float] | None
 MAX_EXAMPLES = 5000
 EXPORTERS = ("auto", "dynamo", "torchscript")
 #: Edge cases by name; each can be switched off with ``edge_cases={"large": False}``.
-EDGE_CASES = ("batches", "zeros", "ones", "constant", "sparse_zeros", "large", "tiny", "uniform", "lengths")
+EDGE_CASES = (
+    "batches",
+    "zeros",
+    "ones",
+    "constant",
+    "sparse_zeros",
+    "large",
+    "tiny",
+    "uniform",
+    "lengths",
+    "nonfinite",
+)
+#: ``edge_cases={"nonfinite": True}``: a divergence only non-finite inputs reveal fails the check (by default it
+#: warns: ONNX Runtime's MaxPool and ReduceMax drop a NaN that torch propagates, so every max-pooling CNN differs).
+NONFINITE_FAILS = "nonfinite:fails"
 #: Edge cases that run only when asked for: ``edge_cases={"empty_batch": True}`` (batch 0, in a child process).
 OPT_IN_EDGE_CASES = ("empty_batch",)
 
@@ -135,12 +149,22 @@ def _provider_tolerances(value: Any) -> Mapping[str, Mapping[str, float]]:
 def _edge_cases(value: Any) -> frozenset[str]:
     """A dict switches edge cases on or off by name; a tuple names exactly the ones to run."""
     if isinstance(value, Mapping):
+        asked = value.get("nonfinite")
+        if asked is not None and not isinstance(asked, bool):
+            raise _fail(
+                "edge_cases",
+                f"'nonfinite' is {asked!r}",
+                "Pass True (a divergence only NaN/Inf inputs reveal fails the check), False (no NaN/Inf inputs) "
+                "or leave it out (such a divergence is a warning).",
+            )
         chosen = {name for name in EDGE_CASES if value.get(name, True)} | {n for n, on in value.items() if on}
+        if asked:
+            chosen.add(NONFINITE_FAILS)
     elif isinstance(value, Sequence) and not isinstance(value, str):
         chosen = set(value)
     else:
         raise _fail("edge_cases", f"got {value!r}", "Pass a dict like {'large': False} or a tuple of names to run.")
-    unknown = sorted(set(value) - set(EDGE_CASES) - set(OPT_IN_EDGE_CASES))
+    unknown = sorted(set(value) - set(EDGE_CASES) - set(OPT_IN_EDGE_CASES) - {NONFINITE_FAILS})
     if unknown:
         known = ", ".join((*EDGE_CASES, *OPT_IN_EDGE_CASES))
         raise _fail("edge_cases", f"unknown edge case(s) {unknown}", f"Known edge cases: {known}.")

@@ -204,6 +204,7 @@ def reach_text(reach: dict[str, dict[str, Any]]) -> str:
     for dim, figures in reach.items():
         checked = figures["checked"]
         text = f"{dim} {min(checked)}..{max(checked)} ({len(checked)} sizes)" if checked else f"{dim} none checked"
+        text += f", bounded by {figures['bound']}" if figures.get("bound") else ""
         skipped = figures["skipped"]
         if skipped:
             text += ", skipped " + ", ".join(f"{size} ({why})" for size, why in list(skipped.items())[:3])

@@ -87,8 +87,17 @@ def _margin(entry: dict[str, Any]) -> float:
     return max((_float(o["tolerance_used"]) for o in entry.get("outputs", [])), default=0.0)
 
 
+#: The reach column's word for what bounded an axis's walk (``reach[dim]["bound"]``).
+BOUNDS = (("rejected", "model rejects"), ("time budget", "time"), ("memory budget", "memory"), ("", "limit"))
+
+
 def _reach(entry: dict[str, Any]) -> str:
-    parts = [f"{dim}<={fig['largest']}" for dim, fig in (entry.get("reach") or {}).items() if fig.get("largest")]
+    def bound(fig: dict[str, Any]) -> str:
+        text = fig.get("bound")
+        return "" if not text else f" ({next(word for key, word in BOUNDS if key in text)})"
+
+    reach = (entry.get("reach") or {}).items()
+    parts = [f"{dim}<={fig['largest']}{bound(fig)}" for dim, fig in reach if fig.get("largest")]
     skipped = sum(len(fig.get("skipped", {})) for fig in (entry.get("reach") or {}).values())
     return (", ".join(parts) or "-") + (f" ({skipped} skipped)" if skipped else "")
 
