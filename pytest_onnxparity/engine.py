@@ -73,7 +73,8 @@ def _compare(
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
-    policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
+    policy = tolerance.for_conversion(options, prepared.output_names, exported.variant)
+    provider_policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
     with timings.phase("sessions"):
@@ -83,7 +84,9 @@ def _compare(
         target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
     plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
-    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
+    probe = Probe.for_check(
+        prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device, provider_policy
+    )
     early = contracts.before_running(probe, info, axes)
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
     failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
@@ -103,7 +106,9 @@ def _compare(
             *context.warnings(probe, found.generated, options.examples, failure is None),
         ],
         versions={**prepared.versions(), **versions()},
-        tolerance_reason=policy.reason,
+        tolerance_reason="; ".join(
+            filter(None, [policy.reason, provider_policy.reason if probe.provider_policy is not None else ""])
+        ),
         reference=f"{prepared.name} on {device}",
         reach=search.reach(probe, plan, found.skipped),
         first_divergence=where.to_dict() if where else None,
@@ -111,4 +116,4 @@ def _compare(
         **probe.report_fields(),
         **target.report_fields(),
     )
-    return CheckResult(report, exported, policy, probe.case_for(failure), where)
+    return CheckResult(report, exported, probe.policy_of(failure), probe.case_for(failure), where)

@@ -27,12 +27,11 @@ if TYPE_CHECKING:
     from .export import ExportedModel
     from .probe import Probe
     from .report import Failure
-    from .runners import Runner
     from .settings import CheckOptions
     from .tolerance import TolerancePolicy
 
 #: The failures worth localizing: a failing input that runs on both sides.
-LOCALIZED = ("values", "nonfinite", "shape", "provider-vs-cpu", "metrics")
+LOCALIZED = ("values", "nonfinite", "shape", "metrics")
 #: A module "diverges" when its output uses this many times its tolerance (rounding alone stays far below);
 #: failing that, the first one past its tolerance at all.
 CLEAR = 10.0
@@ -84,20 +83,6 @@ class Divergence:
         return out
 
 
-def cpu_verdict(
-    cpu: Runner, feed: dict[str, Any], reference: dict[str, Any], policy: TolerancePolicy, check_names: bool
-) -> str:
-    """ONNX Runtime's CPU provider on a provider's failing input: tells a conversion bug from a provider's."""
-    try:
-        verdict = compare(reference, cpu.infer(feed), policy, check_names)
-    except Exception as exc:
-        return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
-    worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
-    if verdict.passed:
-        return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
-    return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"
-
-
 def for_failure(
     probe: Probe,
     prepared: PreparedModel,
@@ -111,7 +96,9 @@ def for_failure(
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in LOCALIZED:
         return None
-    provider = getattr(probe.target, "provider", "cpu")
+    # A conversion failure was found on ONNX Runtime's CPU provider, whatever the item's provider.
+    provider = getattr(probe.target, "provider", "cpu") if failure.verdict == "provider" else "cpu"
+    policy = probe.policy_of(failure)
     names = getattr(probe.target, "feed_names", {})
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
     with probe.timings.phase("localize"):
@@ -121,8 +108,8 @@ def for_failure(
 
                 intermediates = getattr(prepared, "intermediates", None)
                 records = intermediates(case.feed) if intermediates is not None else []
-                return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            return localize(prepared, exported, provider, check, axes, case, graph_feed, probe.policy)
+                return departure(exported, graph_feed, case.reference or {}, policy, case.context, records)
+            return localize(prepared, exported, provider, check, axes, case, graph_feed, policy)
         except Exception as exc:  # localizing must never replace the failure it explains
             return Divergence(notes=[f"localization failed: {type(exc).__name__}: {exc}"[:500]])
 

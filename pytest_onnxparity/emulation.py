@@ -1,0 +1,72 @@
+"""What a provider's reduced precision explains, measured on the input at hand.
+
+The float32 rule measures the reference's own rounding error with a float64 run; a provider that computes in bf16,
+f16 or TF32 is measured the same way: the same graph runs on ONNX Runtime's CPU provider with every float value
+(inputs, weights, every node's outputs) rounded to that precision, and its distance from the float32 CPU run, element
+by element, is how far that precision alone moves each output on this input. An ill-conditioned input (a small
+difference of large terms) shows a large deviation there, a well-conditioned one a small one, so the provider is
+allowed a factor of it (``tolerance.PROVIDER_NOISE_FACTOR``) instead of a flat share of the output's scale.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .runners import Deferred
+from .runners.graph_edits import SIGNIFICANT_BITS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runners import Runner
+
+#: The precisions emulated: each rounds a float32 value to fewer significant bits.
+EMULATED = tuple(SIGNIFICANT_BITS)
+
+
+class Emulation:
+    """The graph at ``path`` computed in ``precision`` on the CPU: ``deviation(feed, on_cpu)`` per output."""
+
+    def __init__(self, path: str, precision: str, feed_names: Mapping[str, str]) -> None:
+        self.precision = precision
+        workdir = Path(tempfile.mkdtemp(prefix="onnxparity_emulated_"))
+        weakref.finalize(self, shutil.rmtree, workdir, ignore_errors=True)
+
+        def open_runner() -> Runner:
+            from .runners.graph_edits import rounded
+            from .runners.onnxruntime import OrtRunner
+
+            # ONNX Runtime's optimizations would fold some roundings into the nodes around them (a Cast pair,
+            # the split's subtractions): the emulated graph runs as written.
+            edited = rounded(path, precision, workdir / f"{precision}.onnx")
+            return OrtRunner(edited, "cpu", optimization="disabled", feed_names=feed_names)
+
+        self._runner = Deferred(f"onnxruntime-cpu-{precision}", open_runner)
+
+    def describe(self) -> str:
+        return (
+            f"the graph run on ONNX Runtime's CPU provider with every float value (inputs, weights, each node's "
+            f"outputs) rounded to {self.precision}"
+        )
+
+    def deviation(self, feed: Mapping[str, np.ndarray], on_cpu: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per float output of ``on_cpu`` (the float32 CPU run on ``feed``): how far the emulation lands from it.
+
+        A value the emulation makes non-finite (an f16 overflow) earns no allowance: where the provider overflows
+        too, it fails, as it should."""
+        import numpy as np
+
+        emulated = self._runner.infer(feed)
+        out = {}
+        for (name, value), other in zip(on_cpu.items(), emulated.values()):
+            if value.dtype.kind != "f" or other.shape != value.shape:
+                continue
+            with np.errstate(invalid="ignore", over="ignore"):
+                gap = np.abs(other.astype(np.float64) - value.astype(np.float64))
+            out[name] = np.nan_to_num(gap, nan=0.0, posinf=0.0)
+        return out
