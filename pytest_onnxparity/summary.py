@@ -105,7 +105,7 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
         str(entry.get("provider", "?")) + (f" {entry['variant']}" if entry.get("variant") else ""),
     )
     if "error" in entry:
-        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR", "-")
+        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR", "")
     outputs = entry.get("outputs") or []
     worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
     versus = entry.get("versus_cpu") or []
