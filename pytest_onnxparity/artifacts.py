@@ -66,6 +66,8 @@ def save_failure(root: Path, nodeid: str, index: int, result: CheckResult) -> Pa
         "nodeid": nodeid,
         "provider": report.provider,
         "failure_kind": report.failure.kind if report.failure else None,
+        # conversion: the tolerances below judged ONNX Runtime's CPU provider (replay's default) against the model
+        "verdict": report.failure.verdict if report.failure else None,
         # Per output position: the model's name and the (atol, rtol) the check used, for replay's rule.
         "outputs": [
             {"name": name, "tolerance": result.policy.for_output(name, array.dtype.name)}

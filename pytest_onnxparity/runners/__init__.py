@@ -54,7 +54,9 @@ class Deferred:
 class ReferenceMemo:
     """The reference's outputs by (model, device, inputs, recipe): another provider's item of the same model checks
     the same input sets, so it need not run the framework again; likewise ONNX Runtime's CPU outputs of one graph
-    file, which the CPU item records and the other providers compare with. Bounded by a memory budget."""
+    file, which the CPU item records and the other providers' items judge the conversion by and compare with, and
+    the deviation a reduced precision was measured to cause on them (``emulation.py``). Bounded by a memory
+    budget."""
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
         self._store: dict[Any, dict[str, np.ndarray] | ModelRejected] = {}
