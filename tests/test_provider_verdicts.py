@@ -136,3 +136,37 @@ def test_both_margins_reach_the_summary_json_and_junit(pytester: pytest.Pytester
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "j.xml").iter("property")}
     assert float(props["onnx_parity.conversion_margin"]) == pytest.approx(check["conversion_margin"])
     assert float(props["onnx_parity.provider_margin"]) == pytest.approx(check["provider_margin"])
+
+
+@pytest.mark.parametrize(("precision", "low_bits"), [("bf16", 16), ("f16", 13), ("tf32", 13)])
+def test_the_emulated_graph_rounds_every_value_to_the_precision(tmp_path, precision: str, low_bits: int) -> None:
+    """What the provider's allowance is measured with: inputs, weights and each node's output rounded (the mantissa
+    bits the precision lacks are zero in every output), and ONNX Runtime does not fold the rounding away."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pytest_onnxparity.emulation import Emulation
+    from pytest_onnxparity.runners.onnxruntime import OrtRunner
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5]),
+            helper.make_tensor_value_info("h", 1, None),
+        ],
+        [weight],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    x = (rng.standard_normal((4, 6)) * 3).astype(np.float32)
+    emulation = Emulation(str(path), precision, {"x": "x"})
+    for value in emulation.run({"x": x}).values():
+        assert not (value.view(np.uint32) & np.uint32((1 << low_bits) - 1)).any()
+    exact = OrtRunner(str(path)).infer({"x": x})
+    gap = emulation.deviation({"x": x}, exact)
+    unit = 2.0 ** -(24 - low_bits)
+    assert 0 < gap["h"].max() <= 8 * unit * np.abs(x).max() * np.abs(numpy_helper.to_array(weight)).sum(0).max()
