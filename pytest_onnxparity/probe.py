@@ -233,14 +233,20 @@ class Probe:
     def _measure_noise(
         self, recipe: Recipe, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray], known: dict[str, Any]
     ) -> None:
-        """The reference's own rounding error (a float64 run, a 1-ulp perturbation), once per input set: only near
-        the fixed tolerance is it worth the two extra runs."""
+        """The reference's own rounding error (a float64 run, a 1-ulp perturbation), once per input set and model:
+        only near the fixed tolerance is it worth the two extra runs."""
         if not self.policy.noise_factor or self.policy.judged_by_metrics:
             return
         if any(ctx.noise is not None for ctx in known.values()):
             return
+
+        def measured() -> dict[str, np.ndarray]:
+            return context.noise(self.reference, feed, reference, self.specs, recipe.seed)
+
         with self.timings.phase("reference noise"):
-            for name, level in context.noise(self.reference, feed, reference, self.specs, recipe.seed).items():
+            # the model's CPU item measured it on the same input set: another provider's item reuses it
+            levels = self.memo.get((*self.memo_scope, "noise", recipe), measured) if self.memo else measured()
+            for name, level in levels.items():
                 known[name].noise = level
 
     def _provider(

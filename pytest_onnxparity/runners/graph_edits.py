@@ -137,5 +137,6 @@ def rounded(path: str, precision: str, target: Path) -> str:
             output.name = f"{output.name}__out"
     del graph.node[:]
     graph.node.extend(nodes)
-    onnx.save(model, str(target))
+    large = sum(len(i.raw_data) for i in graph.initializer) > 2**30  # a protobuf holds at most 2 GB
+    onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}.data")
     return str(target)
