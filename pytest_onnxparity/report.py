@@ -137,7 +137,8 @@ class ParityReport:
             lines.append(
                 f"  vs CPU provider, output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, "
                 f"{out.tolerance_used:.1%} of the provider's allowance used (floor atol {out.atol:.3g}, rtol "
-                f"{out.rtol:.3g}{measured}; set by the {out.rule})"
+                f"{out.rtol:.3g}{measured}; at the peak the {'measured deviation' if out.rule == 'noise' else 'floor'} "
+                "set the allowance)"
             )
         facts = [
             ("reference", self.reference),
