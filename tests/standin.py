@@ -36,10 +36,15 @@ def _rewrite(path: str, precision: str, corrupt: str | None, corrupt_by: float) 
 
     model = onnx.load(path)
     graph = model.graph
+    typed = onnx.shape_inference.infer_shapes(model).graph
+    floats = {v.name for v in [*typed.value_info, *typed.input, *typed.output] if v.type.tensor_type.elem_type == 1}
+    floats |= {i.name for i in graph.initializer if i.data_type == 1}  # a device rounds float values only
     nodes = []
     for node in graph.node:
         if precision != "f32" and node.op_type in MATRIX:
             for index, name in enumerate(node.input[:2]):
+                if name not in floats:
+                    continue
                 nodes += rounding_nodes(name, f"{node.output[0]}__in{index}", precision)
                 node.input[index] = f"{node.output[0]}__in{index}"
         nodes.append(node)
@@ -48,7 +53,7 @@ def _rewrite(path: str, precision: str, corrupt: str | None, corrupt_by: float) 
             node.output[0] = f"{out}__raw"
             graph.initializer.append(numpy_helper.from_array(np.array(corrupt_by, np.float32), f"{out}__k"))
             nodes.append(onnx.helper.make_node("Mul", [f"{out}__raw", f"{out}__k"], [out], name=f"{node.name}__bad"))
-        elif precision in ("bf16", "f16") and node.op_type in ROUNDED:
+        elif precision in ("bf16", "f16") and node.op_type in ROUNDED and out in floats:
             node.output[0] = f"{out}__raw"
             nodes += rounding_nodes(f"{out}__raw", out, precision)
     del graph.node[:]
