@@ -58,19 +58,47 @@ class Emulation:
         """The emulated graph's outputs on ``feed`` (its session opened on first use)."""
         return self._runner.infer(feed)
 
-    def deviation(self, feed: Mapping[str, np.ndarray], on_cpu: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per float output of ``on_cpu`` (the float32 CPU run on ``feed``): how far the emulation lands from it.
+    def deviation(
+        self, feed: Mapping[str, np.ndarray], on_cpu: Mapping[str, np.ndarray], seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Per float output of ``on_cpu`` (the float32 CPU run on ``feed``): how far the emulation lands from it, on
+        ``feed`` and on ``feed`` nudged by one unit of the precision (random directions from ``seed``).
 
-        A value the emulation makes non-finite (an f16 overflow) earns no allowance: where the provider overflows
-        too, it fails, as it should."""
+        One run's rounding errors can cancel by luck at an element where the device's do not; the nudged run is a
+        second draw and shows how the input's own rounding to the precision moves each output (as the float32
+        rule's 1-ulp perturbation does). A value the emulation makes non-finite (an f16 overflow) earns no
+        allowance: where the provider overflows too, it fails, as it should."""
         import numpy as np
 
-        emulated = self.run(feed)
-        out = {}
-        for (name, value), other in zip(on_cpu.items(), emulated.values()):
-            if value.dtype.kind != "f" or other.shape != value.shape:
-                continue
-            with np.errstate(invalid="ignore", over="ignore"):
-                gap = np.abs(other.astype(np.float64) - value.astype(np.float64))
-            out[name] = np.nan_to_num(gap, nan=0.0, posinf=0.0)
+        out: dict[str, np.ndarray] = {}
+        for emulated in (self.run(feed), self.run(self._nudged(feed, seed))):
+            for (name, value), other in zip(on_cpu.items(), emulated.values()):
+                if value.dtype.kind != "f" or other.shape != value.shape:
+                    continue
+                with np.errstate(invalid="ignore", over="ignore"):
+                    gap = np.nan_to_num(np.abs(other.astype(np.float64) - value), nan=0.0, posinf=0.0)
+                out[name] = np.fmax(out[name], gap) if name in out else gap
+        return out
+
+    def overflows(self, feed: Mapping[str, np.ndarray], on_cpu: Mapping[str, np.ndarray]) -> bool:
+        """The emulation turns a finite output non-finite on ``feed``: the precision's range is exceeded."""
+        import numpy as np
+
+        emulated = self.run(feed).values()
+        return any(
+            bool((np.isfinite(value) & ~np.isfinite(other)).any())
+            for value, other in zip(on_cpu.values(), emulated)
+            if value.dtype.kind == "f" and other.shape == value.shape
+        )
+
+    def _nudged(self, feed: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, 104729])
+        unit = 2.0 ** (1 - SIGNIFICANT_BITS[self.precision])
+        out = dict(feed)
+        for name, value in feed.items():
+            if value.dtype.kind == "f":
+                step = unit * np.abs(value.astype(np.float64))
+                out[name] = (value + np.where(rng.random(value.shape) < 0.5, -step, step)).astype(value.dtype)
         return out

@@ -197,6 +197,12 @@ class Probe:
             f"the provider's result differs from ONNX Runtime's CPU provider on the same graph beyond what its "
             f"precision explains: {versus_cpu.problem}"
         )
+        if versus_cpu.kind == "nonfinite" and self.emulation is not None and self.emulation.overflows(feed, on_cpu):
+            reduced = self.emulation.precision
+            message += (
+                f" ({reduced}'s range is exceeded on this input: the graph computed in {reduced} on the CPU overflows "
+                f"too, as a {reduced} device does; narrow input_ranges or run this provider in float32)"
+            )
         kind = versus_cpu.kind or "values"
         return self._failure(recipe, feed, reference, kind, message, versus_cpu, known, "provider")
 
@@ -293,9 +299,9 @@ class Probe:
         emulation = self.emulation
         assert emulation is not None
         if self.memo is None or self.cpu_scope is None:
-            return emulation.deviation(feed, on_cpu)
+            return emulation.deviation(feed, on_cpu, recipe.seed)
         key = (*self.cpu_scope, emulation.precision, recipe)
-        return self.memo.get(key, lambda: emulation.deviation(feed, on_cpu))
+        return self.memo.get(key, lambda: emulation.deviation(feed, on_cpu, recipe.seed))
 
     def _cpu_memo(self, recipe: Recipe, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         if self.memo is None or self.cpu_scope is None:
