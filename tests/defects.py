@@ -48,6 +48,17 @@ def weight_off(model: onnx.ModelProto, delta: float = 1e-3) -> onnx.ModelProto:
     return model
 
 
+def last_weight_scaled(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
+    """The last layer's weight matrix times ``factor`` (a scale folded in twice, a dequantization slip): every
+    output off by about ``factor - 1`` of itself."""
+    model = copy.deepcopy(model)
+    weights = {t.name: t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and len(t.dims) >= 2}
+    last = next(n for n in reversed(model.graph.node) if n.op_type in ("Gemm", "MatMul") and n.input[1] in weights)
+    target = weights[last.input[1]]
+    target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * np.float32(factor), target.name))
+    return model
+
+
 def relu_clipped_at_6(model: onnx.ModelProto) -> onnx.ModelProto:
     """Relu exported as Relu6 (Clip 0..6): only bites on large activations."""
     model = copy.deepcopy(model)

@@ -2,8 +2,9 @@
 
 It runs ONNX Runtime's CPU provider under another name (registered through the public
 ``pytest_onnxparity_providers`` hook) and behaves like a real provider where the tests need it to:
-it can decline op types (they fall back to CPU in its placement), compute in bf16 (every float
-MatMul/Gemm/Conv/Add result rounded to bfloat16, as a bf16 device does), corrupt one node's output,
+it can decline op types (they fall back to CPU in its placement), compute in bf16, f16 or TF32 (the operands
+of MatMul/Gemm/Conv rounded, and in bf16/f16 every computing node's result, as such a device does; not every value,
+as the plugin's own emulation of that precision does), corrupt one node's output,
 report itself unavailable for a given reason, and log like ONNX Runtime does at session creation.
 """
 
@@ -18,33 +19,43 @@ from typing import Any
 from pytest_onnxparity.providers.precision import Precision
 from pytest_onnxparity.providers.registry import ProviderDefinition, Unavailable
 
-#: The ops whose float results a bf16 device rounds (where the arithmetic happens).
+#: Where a reduced-precision device rounds: the operands its matrix units read (activations and weights) in every
+#: precision, and in bf16 / f16 the results of the nodes that compute (TF32 keeps float32 results).
+MATRIX = ("MatMul", "Gemm", "Conv")
 ROUNDED = ("MatMul", "Gemm", "Conv", "Add", "Mul", "Tanh", "Sigmoid", "Relu")
 
 
-def _rewrite(path: str, bf16: bool, corrupt: str | None) -> str:
-    """A copy of the model with bf16 rounding after each computing node and/or one node's output x1.01."""
+def _rewrite(path: str, precision: str, corrupt: str | None, corrupt_by: float) -> str:
+    """A copy of the model computed the way a ``precision`` device does (f32: as written) and/or with one node's
+    output times ``corrupt_by``."""
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
+
+    from pytest_onnxparity.graph.edits import rounding_nodes
 
     model = onnx.load(path)
     graph = model.graph
+    typed = onnx.shape_inference.infer_shapes(model).graph
+    floats = {v.name for v in [*typed.value_info, *typed.input, *typed.output] if v.type.tensor_type.elem_type == 1}
+    floats |= {i.name for i in graph.initializer if i.data_type == 1}  # a device rounds float values only
     nodes = []
     for node in graph.node:
+        if precision != "f32" and node.op_type in MATRIX:
+            for index, name in enumerate(node.input[:2]):
+                if name not in floats:
+                    continue
+                nodes += rounding_nodes(name, f"{node.output[0]}__in{index}", precision)
+                node.input[index] = f"{node.output[0]}__in{index}"
         nodes.append(node)
-        if (bf16 and node.op_type in ROUNDED) or node.name == corrupt:
-            out = node.output[0]
+        out = node.output[0]
+        if node.name == corrupt:
             node.output[0] = f"{out}__raw"
-            if node.name == corrupt:
-                graph.initializer.append(numpy_helper.from_array(np.array(1.01, np.float32), f"{out}__k"))
-                corrupted = helper.make_node("Mul", [f"{out}__raw", f"{out}__k"], [out], name=f"{node.name}__corrupt")
-                nodes.append(corrupted)
-            else:
-                nodes += [
-                    helper.make_node("Cast", [f"{out}__raw"], [f"{out}__bf16"], to=TensorProto.BFLOAT16),
-                    helper.make_node("Cast", [f"{out}__bf16"], [out], to=TensorProto.FLOAT),
-                ]
+            graph.initializer.append(numpy_helper.from_array(np.array(corrupt_by, np.float32), f"{out}__k"))
+            nodes.append(onnx.helper.make_node("Mul", [f"{out}__raw", f"{out}__k"], [out], name=f"{node.name}__bad"))
+        elif precision in ("bf16", "f16") and node.op_type in ROUNDED and out in floats:
+            node.output[0] = f"{out}__raw"
+            nodes += rounding_nodes(f"{out}__raw", out, precision)
     del graph.node[:]
     graph.node.extend(nodes)
     handle, rewritten = tempfile.mkstemp(suffix=".onnx", prefix="standin_")
@@ -79,14 +90,15 @@ def standin(
     declines: tuple[str, ...] = (),
     precision: str = "f32",
     corrupt: str | None = None,
+    corrupt_by: float = 1.01,
     unavailable: Unavailable | None = None,
     logs: str = "",
     flaky: bool = False,
     corrupt_when_optimized: bool = False,
 ) -> ProviderDefinition:
-    """A provider definition; ``precision`` is its default; ``--onnx-provider-options=NAME:precision=f32`` forces
-    f32. ``corrupt`` names a node whose output is off by 1%; ``corrupt_when_optimized`` only with optimizations
-    on (a faulty graph rewrite)."""
+    """A provider definition; ``precision`` (f32, bf16, f16, tf32) is its default; ``--onnx-provider-options=
+    NAME:precision=f32`` forces f32. ``corrupt`` names a node whose output is multiplied by ``corrupt_by`` (1%
+    off by default); ``corrupt_when_optimized`` only with optimizations on (a faulty graph rewrite)."""
 
     def ran_in(options: Mapping[str, str]) -> Precision:
         chosen = options.get("precision", precision)
@@ -98,11 +110,12 @@ def standin(
 
         if logs:  # what a provider prints about the options it ignores, in ONNX Runtime's log format
             os.write(2, f"2026-01-01 00:00:00.0 [W:onnxruntime:, standin.cc:1 Create] {logs}\n".encode())
-        bf16 = ran_in(options).name == "bf16"
+        computes_in = ran_in(options).name
         # a provider whose graph rewrites break the node ``corrupt`` (right with optimizations off)
         optimized = str(session_options.graph_optimization_level) != "GraphOptimizationLevel.ORT_DISABLE_ALL"
         broken = corrupt if optimized or not corrupt_when_optimized else None
-        chosen = _rewrite(path, bf16, broken) if bf16 or broken else path
+        rewrite = computes_in != "f32" or broken
+        chosen = _rewrite(path, computes_in, broken, corrupt_by) if rewrite else path
         session = ort.InferenceSession(chosen, session_options, providers=["CPUExecutionProvider"])
         return _Flaky(session) if flaky else session
 

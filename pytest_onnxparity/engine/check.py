@@ -83,7 +83,8 @@ def _compare(
 ) -> CheckResult:
     info = exported.graph
     matched = interface.match(prepared.example, info, user_file=not exported.names_are_ours)
-    policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
+    policy = tolerance.for_conversion(options, prepared.output_names, exported.variant)
+    provider_policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
     with timings.phase("sessions"):
@@ -94,7 +95,9 @@ def _compare(
     specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
     limits = plan_sizes.axis_limits(specs, prepared.sequence_limit, adapters.length_limits(prepared))
     plan = plan_sizes.axis_plan(specs, options, limits)
-    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
+    probe = Probe.for_check(
+        prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device, provider_policy
+    )
     early = contracts.before_running(probe, info, axes)
     open_axes = limits.open - set(options.axis_sizes)
     found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
@@ -119,7 +122,9 @@ def _compare(
             *_nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
         ],
         versions={**prepared.versions(), **versions()},
-        tolerance_reason=policy.reason,
+        tolerance_reason="; ".join(
+            filter(None, [policy.reason, provider_policy.reason if probe.provider_policy is not None else ""])
+        ),
         reference=f"{prepared.name} on {device}",
         reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
         first_divergence=where.to_dict() if where else None,
@@ -127,7 +132,7 @@ def _compare(
         **probe.report_fields(),
         **target.report_fields(),
     )
-    return CheckResult(report, exported, policy, probe.case_for(failure), where)
+    return CheckResult(report, exported, probe.policy_of(failure), probe.case_for(failure), where)
 
 
 def _localize(
@@ -145,6 +150,9 @@ def _localize(
     case = probe.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
         return None
+    # A conversion failure was found on ONNX Runtime's CPU provider, whatever the item's provider.
+    provider = probe.target.provider if failure.verdict == "provider" else "cpu"
+    policy = probe.policy_of(failure)
     names = probe.target.feed_names
     graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
     found = Divergence()
@@ -152,10 +160,8 @@ def _localize(
         try:
             if exported.variant is not None and exported.base_path is not None:
                 records = adapters.layer_outputs(prepared, case.feed)
-                return departure(exported, graph_feed, case.reference or {}, probe.policy, case.context, records)
-            localize.localize(
-                found, prepared, exported, probe.target.provider, check, axes, case, graph_feed, probe.policy, workdir
-            )
+                return departure(exported, graph_feed, case.reference or {}, policy, case.context, records)
+            localize.localize(found, prepared, exported, provider, check, axes, case, graph_feed, policy, workdir)
         except Exception as exc:  # localizing must never replace the failure it explains: keep what it found
             found.notes.append(f"localization stopped early, shown is what it had: {localize.why(exc)}")
     return found

@@ -22,6 +22,7 @@ from ..locate.fp16 import Fp16Scan
 from ..report.parity import Failure
 from ..report.timings import Timings
 from ..runners import Deferred
+from ..runners.emulation import EMULATED, Emulation
 from . import context
 from .agreement import Agreement
 
@@ -50,6 +51,7 @@ class Probe:
     cpu: Runner | None
     specs: list[TensorSpec]
     example: Mapping[str, np.ndarray]
+    #: The conversion's tolerances (ONNX Runtime's CPU provider against the reference).
     policy: TolerancePolicy
     check_names: bool
     #: Appended to an ONNX Runtime error: what the graph declares, what was fed.
@@ -87,6 +89,10 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
+    #: The provider's own allowance against the CPU provider (None: the target is the CPU provider), and its
+    #: reduced precision emulated on the CPU (None: it computes in float32).
+    provider_policy: TolerancePolicy | None = None
+    emulation: Emulation | None = None
     #: Outputs whose reference noise estimate was refused (not rounding of one computation), with why.
     noise_refused: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -104,6 +110,7 @@ class Probe:
         timings: Timings,
         memo: ReferenceMemo | None = None,
         device: str = "cpu",
+        provider_policy: TolerancePolicy | None = None,
     ) -> Probe:
         """The probe of one check: its runners, inputs, tolerances, and the graph's index outputs."""
         from ..runners.onnxruntime import OrtRunner
@@ -111,11 +118,11 @@ class Probe:
         info = exported.graph
         sources = info.by_model_names(target.feed_names, prepared.output_names, info.index_sources)
 
-        def index_runner() -> Runner:
+        def index_runner() -> Runner:  # on the CPU provider: ties are the conversion's to accept
             values = [data for data, _ in sources.values()]
-            return OrtRunner(
-                exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
-            )
+            return OrtRunner(exported.path, "cpu", feed_names=target.feed_names, extra_outputs=values)
+
+        reduced = target.precision.name if cpu is not None and target.precision.name in EMULATED else None
 
         special = adapters.special_ids(prepared)
         feeds = spec.feed_digest(prepared.example, specs, options.mask_holes, special)
@@ -141,10 +148,16 @@ class Probe:
             cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
             records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
+            provider_policy=provider_policy if cpu is not None else None,
+            emulation=Emulation(exported.path, reduced, target.feed_names) if reduced else None,
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
-        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
+        """Compare on one recipe: None when it passed (or the reference model rejected the input).
+
+        Two verdicts: the *conversion* (ONNX Runtime's CPU provider on the graph against the reference, by the
+        float32 rule, whatever the item's provider) and, for a provider other than CPU, the *provider* (its
+        outputs against the CPU provider's on the same inputs, by what its precision explains)."""
         timings = self.timings
         with timings.phase("inputs"):
             feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
@@ -159,32 +172,13 @@ class Probe:
             self.shapes.setdefault(name, set()).add(tuple(value.shape))
         empty = any(size == 0 for _, size in recipe.dims)  # may crash ONNX Runtime: run it in a child process
         try:
-            with timings.phase("onnxruntime"):
-                got = _infer(self.target, feed, empty)
+            on_cpu = self._converted(recipe, feed, empty)
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
                 f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
             )
             return self._failure(recipe, feed, reference, "onnxruntime-error", message)
-        with timings.phase("compare"):
-            known = self._context(feed, reference)
-            verdict = compare(reference, got, self.policy, self.check_names, known)
-        close = verdict.kind is None and max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
-        if (close or verdict.kind == "values") and self.policy.noise_factor and not self.policy.judged_by_metrics:
-            # Only near the fixed tolerance is the reference's own rounding error worth two extra runs.
-            with timings.phase("reference noise"):
-                measured = context.noise(self.reference, feed, reference, self.specs, recipe.seed, self.noise_refused)
-                for name, level in measured.items():
-                    known[name].noise = level
-            with timings.phase("compare"):
-                verdict = compare(reference, got, self.policy, self.check_names, known)
-        with timings.phase("compare"):
-            if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
-                verdict = self._with_ties(feed, reference, got, known)
-            if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes or of what varies
-                _fold(self.figures, verdict)
-                self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
-                self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
+        verdict, known = self._conversion(recipe, feed, reference, on_cpu)
         if not verdict.passed:
             kind = verdict.kind or "values"
             return self._failure(recipe, feed, reference, kind, verdict.problem or "", verdict, known)
@@ -192,21 +186,132 @@ class Probe:
         if overflow is not None:
             return self._failure(recipe, feed, reference, "nonfinite", overflow, verdict, known)
         if self.cpu is None:
-            if self.records_cpu:
-                self._cpu_memo(recipe, lambda: got)
             return None
-        # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
-        on_graph = {g: known[r] for r, g in zip(reference, got) if r in known}
-        on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed, empty))
-        with timings.phase("compare"):
-            versus_cpu = compare(on_cpu, got, self.policy, check_names=False, context=on_graph)
-            _fold(self.vs_cpu, versus_cpu)
+        try:
+            with timings.phase("onnxruntime"):
+                got = _infer(self.target, feed, empty)
+        except Exception as exc:
+            message = (
+                f"the provider failed on an input ONNX Runtime's CPU provider runs: {type(exc).__name__}: "
+                f"{str(exc)[:800]}. {self.interface}"
+            )
+            return self._failure(recipe, feed, reference, "onnxruntime-error", message, judged="provider")
+        versus_cpu = self._provider(recipe, feed, reference, on_cpu, got, known)
         if versus_cpu.passed:
             return None
         message = (
-            f"the provider's result differs from ONNX Runtime's CPU provider on the same graph: {versus_cpu.problem}"
+            f"the provider's result differs from ONNX Runtime's CPU provider on the same graph beyond what its "
+            f"precision explains: {versus_cpu.problem}"
         )
-        return self._failure(recipe, feed, reference, "provider-vs-cpu", message, versus_cpu, known)
+        if versus_cpu.kind == "nonfinite" and self.emulation is not None and self.emulation.overflows(feed, on_cpu):
+            reduced = self.emulation.precision
+            message += (
+                f" ({reduced}'s range is exceeded on this input: the graph computed in {reduced} on the CPU overflows "
+                f"too, as a {reduced} device does; narrow input_ranges or run this provider in float32)"
+            )
+        kind = versus_cpu.kind or "values"
+        return self._failure(recipe, feed, reference, kind, message, versus_cpu, known, "provider")
+
+    def _converted(self, recipe: Recipe, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
+        """ONNX Runtime's CPU provider on this graph: the CPU item runs (and records) it as its target; another
+        provider's item takes what the CPU item recorded, or runs it itself (a provider-only run)."""
+        if self.cpu is not None:
+            return self._cpu_memo(recipe, lambda: self._on_cpu(feed, empty))
+        with self.timings.phase("onnxruntime"):
+            got = _infer(self.target, feed, empty)
+        return self._cpu_memo(recipe, lambda: got) if self.records_cpu else got
+
+    def _conversion(
+        self, recipe: Recipe, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray], on_cpu: dict[str, Any]
+    ) -> tuple[Verdict, dict[str, OutputContext]]:
+        """The conversion's verdict on one input set, by the float32 rule (noise-aware), and what it knew."""
+        timings = self.timings
+        with timings.phase("compare"):
+            known = self._context(feed, reference)
+            verdict = compare(reference, on_cpu, self.policy, self.check_names, known)
+        close = verdict.kind is None and max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
+        if close or verdict.kind == "values":
+            self._measure_noise(recipe, feed, reference, known)
+            with timings.phase("compare"):
+                verdict = compare(reference, on_cpu, self.policy, self.check_names, known)
+        with timings.phase("compare"):
+            if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
+                verdict = self._with_ties(feed, reference, on_cpu, known)
+            if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes or of what varies
+                _fold(self.figures, verdict)
+                self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
+                self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
+        return verdict, known
+
+    def _measure_noise(
+        self, recipe: Recipe, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray], known: dict[str, Any]
+    ) -> None:
+        """The reference's own rounding error (a float64 run, a 1-ulp perturbation), once per input set and model:
+        only near the fixed tolerance is it worth the two extra runs."""
+        if not self.policy.noise_factor or self.policy.judged_by_metrics:
+            return
+        if any(ctx.noise is not None for ctx in known.values()):
+            return
+
+        def measured() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+            refused: dict[str, str] = {}
+            return context.noise(self.reference, feed, reference, self.specs, recipe.seed, refused), refused
+
+        with self.timings.phase("reference noise"):
+            # the model's CPU item measured it on the same input set: another provider's item reuses it
+            levels, refused = self.memo.get((*self.memo_scope, "noise", recipe), measured) if self.memo else measured()
+            for name, why in refused.items():
+                self.noise_refused.setdefault(name, why)
+            for name, level in levels.items():
+                known[name].noise = level
+
+    def _provider(
+        self,
+        recipe: Recipe,
+        feed: dict[str, np.ndarray],
+        reference: dict[str, np.ndarray],
+        on_cpu: dict[str, np.ndarray],
+        got: dict[str, np.ndarray],
+        known: dict[str, OutputContext],
+    ) -> Verdict:
+        """The provider's verdict on one input set: against the CPU provider's outputs, within a floor and a factor
+        of what its precision was measured to move each element (a float32 provider: the reference's own noise)."""
+        import numpy as np
+
+        policy = self.provider_policy or self.policy
+        names = dict(zip(got, reference))  # graph output -> the reference's name
+        deviation: dict[str, np.ndarray] = {}
+
+        def judged() -> Verdict:
+            on_graph = {g: dataclasses.replace(known[r]) for g, r in names.items() if r in known}
+            for name, gap in deviation.items():
+                ctx = on_graph.setdefault(name, OutputContext())
+                ctx.noise = gap if ctx.noise is None else np.fmax(gap, ctx.noise)
+            return compare(on_cpu, got, policy, check_names=False, context=on_graph)
+
+        with self.timings.phase("compare"):
+            verdict = judged()
+        if max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT and policy.noise_factor:
+            if self.emulation is not None:
+                with self.timings.phase("provider noise"):
+                    deviation = self._emulated(recipe, feed, on_cpu)
+            else:
+                self._measure_noise(recipe, feed, reference, known)
+            with self.timings.phase("compare"):
+                verdict = judged()
+        with self.timings.phase("compare"):
+            _fold(self.vs_cpu, verdict)
+        return verdict
+
+    def _emulated(
+        self, recipe: Recipe, feed: dict[str, np.ndarray], on_cpu: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        emulation = self.emulation
+        assert emulation is not None
+        if self.memo is None or self.cpu_scope is None:
+            return emulation.deviation(feed, on_cpu, recipe.seed)
+        key = (*self.cpu_scope, emulation.precision, recipe)
+        return self.memo.get(key, lambda: emulation.deviation(feed, on_cpu, recipe.seed))
 
     def _cpu_memo(self, recipe: Recipe, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         if self.memo is None or self.cpu_scope is None:
@@ -265,8 +370,30 @@ class Probe:
             "examples": len(self.checked),
             "outputs": list(self.figures.values()),
             "versus_cpu": list(self.vs_cpu.values()),
+            "provider_allowance": self.provider_allowance(),
             "timings": self.timings.rounded(),
         }
+
+    def provider_allowance(self) -> str:
+        """What the provider's verdict allowed, and what was measured for it ("" for the CPU provider)."""
+        policy = self.provider_policy
+        if self.cpu is None or policy is None:
+            return ""
+        if self.emulation is None:
+            return (
+                f"{policy.noise_factor:g} x the reference's own float32 rounding error (a float64 run, a 1-ulp "
+                "perturbation) where the fixed floor is more than half used"
+            )
+        return (
+            f"{policy.noise_factor:g} x the deviation of {self.emulation.describe()} from the float32 CPU run, "
+            "measured element by element on each input set where the floor is more than half used"
+        )
+
+    def policy_of(self, failure: Failure | None) -> TolerancePolicy:
+        """The tolerances the verdict that failed was judged by (the conversion's when none failed)."""
+        if failure is not None and failure.verdict == "provider" and self.provider_policy is not None:
+            return self.provider_policy
+        return self.policy
 
     def case_for(self, failure: Failure | None) -> FailingCase | None:
         """The inputs and reference outputs of the input set a failure was found on."""
@@ -281,16 +408,15 @@ class Probe:
         message: str,
         verdict: Verdict | None = None,
         known: dict[str, OutputContext] | None = None,
+        judged: str = "conversion",
     ) -> Failure:
         self.cases[recipe] = FailingCase(feed, reference, known or {})
         shapes = {name: list(value.shape) for name, value in feed.items()}
-        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), shapes)
+        failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), shapes, verdict=judged)
         if verdict is not None:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
-        if self.cpu is not None and kind != "provider-vs-cpu":
-            failure.cpu_verdict = cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
         return failure
 
 
@@ -304,17 +430,3 @@ def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:
     for out in verdict.outputs:
         into.setdefault(out.name, OutputFigures(out.name)).merge(out)
-
-
-def cpu_verdict(
-    cpu: Runner, feed: dict[str, Any], reference: dict[str, Any], policy: TolerancePolicy, check_names: bool
-) -> str:
-    """ONNX Runtime's CPU provider on a provider's failing input: tells a conversion bug from a provider's."""
-    try:
-        verdict = compare(reference, cpu.infer(feed), policy, check_names)
-    except Exception as exc:
-        return f"fails too: {type(exc).__name__}: {str(exc)[:200]} (the conversion, not the provider)"
-    worst = max((o.max_abs_diff for o in verdict.outputs), default=0.0)
-    if verdict.passed:
-        return f"PASS (max abs diff {worst:.3g}): the provider differs, the conversion is faithful on CPU"
-    return f"FAIL too ({verdict.kind}: {verdict.problem}): the conversion itself differs, not only the provider"

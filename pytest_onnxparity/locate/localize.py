@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..options.settings import CheckOptions
 
 #: The failures worth localizing: a failing input that runs on both sides.
-LOCALIZED = ("values", "nonfinite", "shape", "provider-vs-cpu", "metrics")
+LOCALIZED = ("values", "nonfinite", "shape", "metrics")
 LEVELS = ("basic", "extended", "all")
 
 

@@ -68,6 +68,8 @@ def save_failure(root: Path, nodeid: str, index: int, result: CheckResult) -> Pa
             "nodeid": nodeid,
             "provider": report.provider,
             "failure_kind": report.failure.kind if report.failure else None,
+            # conversion: the tolerances below judged ONNX Runtime's CPU provider (replay's default) against the model
+            "verdict": report.failure.verdict if report.failure else None,
             # Everything the verdict's rule used, for replay's: per output position the model's name and the
             # (atol, rtol), the multiple of the reference's own noise tolerated, a variant's metric thresholds.
             "outputs": [

@@ -249,7 +249,11 @@ class SessionHooks:
         if hasattr(self.config, "workerinput"):
             return
         if self.session.entries:
-            terminalreporter.write_sep("=", "ONNX parity summary (margin = share of tolerance used)")
+            terminalreporter.write_sep(
+                "=",
+                "ONNX parity summary (margin = share of the conversion's tolerance used, ONNX Runtime's CPU provider "
+                "vs the model; provider margin = share of the provider's allowance used, vs the CPU provider)",
+            )
             for line in summary.summary_lines(self.session.entries):
                 terminalreporter.write_line(line)
             if self.config.get_verbosity() > 0:

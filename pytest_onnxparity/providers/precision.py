@@ -1,7 +1,8 @@
 """The arithmetic each execution provider runs a float32 graph in, why, and how to make it exact.
 
 Reduced precision (OpenVINO's bf16 on CPUs with AMX, TF32 on NVIDIA GPUs, fp16) is stated in the
-report and gets tolerances fit for it (``tolerance.py``); a real defect still fails.
+report; the provider's verdict allows what that precision was measured to cause on each input (``emulation.py``,
+``tolerance.for_provider``), while the conversion's verdict stays at float32 (a real defect still fails).
 """
 
 from __future__ import annotations

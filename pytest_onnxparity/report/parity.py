@@ -12,7 +12,7 @@ from ..judge.figures import OutputFigures
 class Failure:
     """What went wrong on the input set that exposed a difference."""
 
-    # count | names | dtype | shape | nonfinite | values | onnxruntime-error | provider-vs-cpu | ...
+    # count | names | dtype | shape | nonfinite | values | onnxruntime-error | metrics | ...
     kind: str
     message: str
     recipe: dict[str, Any]
@@ -23,8 +23,9 @@ class Failure:
     figures: list[OutputFigures] = dataclasses.field(default_factory=list)
     #: The worst elements: dict(output, index, reference, onnx, abs_diff, allowed).
     worst: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: For a provider other than CPU: ONNX Runtime's CPU provider on the same input, against the reference.
-    cpu_verdict: str = ""
+    #: Which verdict failed: "conversion" (ONNX Runtime's CPU provider on the graph against the model, whatever the
+    #: item's provider) or "provider" (the provider against the CPU provider, beyond what its precision explains).
+    verdict: str = "conversion"
     #: A failure that depends on a dynamic size: per axis, the sizes checked by outcome (matches, wrong values,
     #: ONNX Runtime error).
     sizes: dict[str, dict[str, list[int]]] = dataclasses.field(default_factory=dict)
@@ -62,8 +63,11 @@ class ParityReport:
     provider_log: list[str] = dataclasses.field(default_factory=list)
     #: Where the reference ran, e.g. "torch on cuda".
     reference: str = ""
-    #: Provider vs ONNX Runtime's CPU provider on the same inputs (empty when the provider is CPU).
+    #: Provider vs ONNX Runtime's CPU provider on the same inputs (empty when the provider is CPU): the provider's
+    #: verdict; ``outputs`` are the conversion's (the CPU provider's outputs against the reference).
     versus_cpu: list[OutputFigures] = dataclasses.field(default_factory=list)
+    #: What the provider's verdict allowed above its floor, and what was measured for it.
+    provider_allowance: str = ""
     #: Where the ONNX file came from: exported (this check), reused (earlier in the session), cached
     #: (--onnx-cache-dir), user file (onnx_model=), model file (the model is an .onnx).
     export_origin: str = ""
@@ -84,8 +88,19 @@ class ParityReport:
         """The output closest to (or furthest past) its tolerance."""
         return max(self.outputs, key=lambda o: o.tolerance_used, default=None)
 
+    @property
+    def conversion_margin(self) -> float:
+        """Share of the conversion's tolerance used (the CPU provider's outputs against the reference)."""
+        return max((o.tolerance_used for o in self.outputs), default=0.0)
+
+    @property
+    def provider_margin(self) -> float | None:
+        """Share of the provider's allowance used against the CPU provider (None for the CPU provider)."""
+        return max((o.tolerance_used for o in self.versus_cpu), default=0.0) if self.versus_cpu else None
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out.update(conversion_margin=self.conversion_margin, provider_margin=self.provider_margin)
         out["outputs"] = [o.to_dict() for o in self.outputs]
         out["versus_cpu"] = [o.to_dict() for o in self.versus_cpu]
         if self.failure is not None:
@@ -100,6 +115,12 @@ class ParityReport:
         head = "ONNX parity PASSED" if self.passed else "ONNX parity FAILED"
         on = self.provider + (f", {self.variant} variant" if self.variant else "")
         lines = [f"{head} on {on} ({self.examples} input set(s) checked; exporter: {self.exporter or 'n/a'})"]
+        if self.provider_margin is not None:
+            lines.append(
+                f"  margins: conversion {self.conversion_margin:.1%} of its tolerance used (ONNX Runtime's CPU "
+                f"provider vs {self.framework or 'the model'}), provider {self.provider_margin:.1%} of its allowance "
+                "used (vs the CPU provider)"
+            )
         if self.onnx_path:
             size = f" ({self.onnx_size_bytes / 1e6:.2f} MB)" if self.onnx_size_bytes else ""
             lines.append(f"  ONNX model: {self.onnx_path}{size}")
@@ -115,14 +136,18 @@ class ParityReport:
                     + _metrics_text(out)
                 )
         for out in self.versus_cpu:
+            measured = f"; measured deviation up to {out.noise:.3g}" if out.noise else ""
             lines.append(
                 f"  vs CPU provider, output {out.name!r}: max abs diff {out.max_abs_diff:.3g}, "
-                f"{out.tolerance_used:.1%} of tolerance used"
+                f"{out.tolerance_used:.1%} of the provider's allowance used (floor atol {out.atol:.3g}, rtol "
+                f"{out.rtol:.3g}{measured}; at the peak the {'measured deviation' if out.rule == 'noise' else 'floor'} "
+                "set the allowance)"
             )
         facts = [
             ("reference", self.reference),
             ("precision", self.precision),
             ("tolerance", self.tolerance_reason),
+            ("provider allowance", self.provider_allowance),
             ("ONNX Runtime providers", ", ".join(self.executed_providers)),
             ("node placement", ", ".join(f"{p} {n}" for p, n in self.node_placement.items())),
             ("nodes that fell back to CPU", ", ".join(f"{op} x{n}" for op, n in sorted(self.fallback_nodes.items()))),
@@ -149,11 +174,9 @@ def _divergence_lines(found: dict[str, Any]) -> list[str]:
 
 
 def _failure_lines(failure: Failure) -> list[str]:
-    lines = [f"  {failure.kind}: {failure.message}", f"  on input: {failure.recipe_text}"]
+    lines = [f"  {failure.verdict}: {failure.kind}: {failure.message}", f"  on input: {failure.recipe_text}"]
     shapes = ", ".join(f"{k}{tuple(v)}" for k, v in failure.input_shapes.items())
     lines.append(f"  input shapes: {shapes}")
-    if failure.cpu_verdict:
-        lines.append(f"  CPU provider on the same input: {failure.cpu_verdict}")
     lines += _sizes_lines(failure.sizes, failure.recipe.get("dims", {}))
     for fig in failure.figures:
         lines.append(

@@ -59,9 +59,12 @@ def junit_properties(index: int, report: ParityReport, call_variant: bool = Fals
         "max_abs_diff": worst.max_abs_diff if worst else 0.0,
         "max_rel_diff": worst.max_rel_diff if worst else 0.0,
         "tolerance_used": worst.tolerance_used if worst else 0.0,
+        "conversion_margin": report.conversion_margin,
     }
+    if report.provider_margin is not None:
+        props["provider_margin"] = report.provider_margin
     if report.failure is not None:
-        props["failure"] = f"{report.failure.kind}: {report.failure.message}"
+        props["failure"] = f"{report.failure.verdict}: {report.failure.kind}: {report.failure.message}"
     return [(f"{prefix}.{k}", v) for k, v in props.items()]
 
 
@@ -82,9 +85,12 @@ def _float(value: Any) -> float:
 
 
 def _margin(entry: dict[str, Any]) -> float:
+    """The larger of the two verdicts' shares used (the conversion's, the provider's); a failure sorts first."""
     if "error" in entry or not entry.get("passed", False):
         return math.inf
-    return max((_float(o["tolerance_used"]) for o in entry.get("outputs", [])), default=0.0)
+    return max(
+        (_float(o["tolerance_used"]) for o in [*entry.get("outputs", []), *entry.get("versus_cpu", [])]), default=0.0
+    )
 
 
 #: The reach column's word for what bounded an axis's walk (``reach[dim]["bound"]``).
@@ -108,16 +114,22 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
         str(entry.get("provider", "?")) + (f" {entry['variant']}" if entry.get("variant") else ""),
     )
     if "error" in entry:
-        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR")
+        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR", "")
     outputs = entry.get("outputs") or []
     worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
+    versus = entry.get("versus_cpu") or []
     failure = entry.get("failure") or {}
-    value_failure = failure.get("kind") in (None, "values", "nonfinite", "provider-vs-cpu", "metrics")
-    status = "PASS" if entry.get("passed") else f"FAIL ({failure.get('kind', '?')})"
+    value_failure = failure.get("kind") in (None, "values", "nonfinite", "metrics")
+    status = (
+        "PASS" if entry.get("passed") else f"FAIL {failure.get('verdict', 'conversion')} ({failure.get('kind', '?')})"
+    )
     if entry.get("passed") and worst is not None:
         status += f" {_number(worst['tolerance_used'], '.0%')}"
+    provider = "-"
+    if versus:  # the provider's share of its own allowance, against the CPU provider
+        provider = _number(max(_float(o["tolerance_used"]) for o in versus), ".0%")
     if worst is None or not value_failure:  # figures from other inputs beside a crash would mislead
-        return (*head, str(entry.get("examples", "-")), "-", "-", "-", _reach(entry), status)
+        return (*head, str(entry.get("examples", "-")), "-", "-", "-", _reach(entry), status, provider)
     return (
         *head,
         str(entry.get("examples", "-")),
@@ -126,13 +138,25 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
         "metrics" if worst.get("limits") else f"{_number(worst['atol'], 'g')}/{_number(worst['rtol'], 'g')}",
         _reach(entry),
         status,
+        provider,
     )
 
 
 def summary_lines(entries: list[dict[str, Any]]) -> list[str]:
-    """One row per check, the closest to failing first."""
+    """One row per check, the closest to failing first: the conversion's figures and margin (ONNX Runtime's CPU
+    provider against the model), then the provider's margin of its own allowance (against the CPU provider)."""
     rows = [_row(e) for e in sorted(entries, key=_margin, reverse=True)]
-    header = ("test", "provider", "examples", "worst output", "max abs", "atol/rtol", "reach", "margin")
+    header = (
+        "test",
+        "provider",
+        "examples",
+        "worst output",
+        "max abs",
+        "atol/rtol",
+        "reach",
+        "margin",
+        "provider margin",
+    )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]

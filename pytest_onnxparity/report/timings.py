@@ -14,6 +14,7 @@ PHASES = (
     "reference",
     "reference noise",
     "onnxruntime",
+    "provider noise",
     "compare",
     "search",
     "localize",

@@ -8,7 +8,7 @@ on numpy inputs keyed by input name. The framework runners are the adapters' pre
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import ModelRejected
 
@@ -51,19 +51,27 @@ class Deferred:
         return self.opened().infer(feed)
 
 
+#: What the memo keeps: a runner's outputs, or a tuple of them and what was learnt with them.
+Memoized = TypeVar("Memoized")
+
+
 class ReferenceMemo:
     """The reference's outputs by (model, device, inputs, recipe): another provider's item of the same model checks
     the same input sets, so it need not run the framework again; likewise ONNX Runtime's CPU outputs of one graph
-    file, which the CPU item records and the other providers compare with. Bounded by a memory budget."""
+    file, which the CPU item records and the other providers' items judge the conversion by and compare with, and
+    the deviation a reduced precision was measured to cause on them (``emulation.py``). Bounded by a memory
+    budget."""
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
-        self._store: dict[Any, dict[str, np.ndarray] | ModelRejected] = {}
+        self._store: dict[Any, Any] = {}
         self._left = budget_bytes
 
     def __contains__(self, key: Any) -> bool:
         return key in self._store
 
-    def get(self, key: Any, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def get(self, key: Any, compute: Callable[[], Memoized]) -> Memoized:
+        """What ``compute`` returned for ``key`` (arrays by name, or a tuple of such and plain values), computed
+        once; a ModelRejected is remembered and raised again."""
         if key in self._store:
             hit = self._store[key]
             if isinstance(hit, ModelRejected):
@@ -74,8 +82,16 @@ class ReferenceMemo:
         except ModelRejected as exc:
             self._store[key] = exc
             raise
-        size = sum(array.nbytes for array in value.values())
+        size = _nbytes(value)
         if size <= self._left:
             self._store[key] = value
             self._left -= size
         return value
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0))
