@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from .probe import Probe
 from .report import ParityReport
 from .runners import ReferenceMemo
 from .runners.onnxruntime import open_runners, require, versions
+from .runners.worker import Crashed
 from .timing import Timings
 
 if TYPE_CHECKING:
@@ -76,39 +78,48 @@ def _compare(
     policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
-    with timings.phase("sessions"):
-        if exported.variant is not None:  # a graph another tool wrote may crash ONNX Runtime: try it aside first
-            example = {graph: prepared.example[key] for graph, key in matched.feed_names.items()}
-            variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
-        target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
-    specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
-    probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
-    early = contracts.before_running(probe, info, axes)
-    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
-    failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
-    failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
-    where = localize.for_failure(probe, prepared, exported, options, axes, failure)
-    report = ParityReport(
-        passed=failure is None,
-        provider=provider,
-        framework=prepared.name,
-        seed=options.seed,
-        nodeid=nodeid,
-        failure=failure,
-        warnings=[
-            *exported.warnings,
-            *matched.warnings,
-            *contracts.declared_output_dims(info, probe.shapes),
-            *context.warnings(probe, found.generated, options.examples, failure is None),
-        ],
-        versions={**prepared.versions(), **versions()},
-        tolerance_reason=policy.reason,
-        reference=f"{prepared.name} on {device}",
-        reach=search.reach(probe, plan, found.skipped),
-        first_divergence=where.to_dict() if where else None,
-        **exported.report_fields(),
-        **probe.report_fields(),
-        **target.report_fields(),
-    )
-    return CheckResult(report, exported, policy, probe.case_for(failure), where)
+    # The sessions, graph copies and runners a check opens are released when it ends, whatever the outcome (a
+    # garbage collection would find them in cycles, hypothesis's among them, only much later).
+    with contextlib.ExitStack() as opened:
+        with timings.phase("sessions"):
+            try:
+                target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
+            except Crashed as exc:  # in the worker process: a graph another tool wrote may crash ONNX Runtime
+                if exported.variant is None:
+                    raise
+                raise variants.does_not_run(exported, provider, exc) from None
+            opened.callback(target.close)
+            if cpu is not None:
+                opened.callback(cpu.close)
+        specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
+        plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
+        probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)
+        opened.callback(probe.close)
+        early = contracts.before_running(probe, info, axes)
+        found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan)
+        failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
+        failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+        where = localize.for_failure(probe, prepared, exported, options, axes, failure)
+        report = ParityReport(
+            passed=failure is None,
+            provider=provider,
+            framework=prepared.name,
+            seed=options.seed,
+            nodeid=nodeid,
+            failure=failure,
+            warnings=[
+                *exported.warnings,
+                *matched.warnings,
+                *contracts.declared_output_dims(info, probe.shapes),
+                *context.warnings(probe, found.generated, options.examples, failure is None),
+            ],
+            versions={**prepared.versions(), **versions()},
+            tolerance_reason=policy.reason,
+            reference=f"{prepared.name} on {device}",
+            reach=search.reach(probe, plan, found.skipped),
+            first_divergence=where.to_dict() if where else None,
+            **exported.report_fields(),
+            **probe.report_fields(),
+            **target.report_fields(),
+        )
+        return CheckResult(report, exported, policy, probe.case_for(failure), where)

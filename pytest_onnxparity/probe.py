@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import context, inputs, localize, spec
+from . import context, inputs, localize, spec, watchdog
 from .agreement import Agreement
 from .compare import FailingCase, OutputContext, Verdict, compare
 from .departure import Fp16Scan
@@ -19,6 +19,8 @@ from .errors import ModelRejected
 from .figures import OutputFigures
 from .report import Failure
 from .runners import Deferred
+from .runners.worker import Crashed
+from .settings import DEFAULT_TIME_BUDGET
 from .spec import Recipe
 from .timing import Timings
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from .export import ExportedModel
     from .runners import ReferenceMemo, Runner
     from .runners.onnxruntime import OrtRunner
+    from .runners.worker import RemoteRunner
     from .settings import CheckOptions
     from .spec import TensorSpec
     from .tolerance import TolerancePolicy
@@ -84,13 +87,15 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
+    #: One input set's run past this many seconds is hung (``watchdog.seconds_for(time_budget)``).
+    hang_seconds: float = watchdog.seconds_for(DEFAULT_TIME_BUDGET)
 
     @classmethod
     def for_check(
         cls,
         prepared: PreparedModel,
         exported: ExportedModel,
-        target: OrtRunner,
+        target: OrtRunner | RemoteRunner,
         cpu: Runner | None,
         specs: list[TensorSpec],
         policy: TolerancePolicy,
@@ -101,14 +106,14 @@ class Probe:
         device: str = "cpu",
     ) -> Probe:
         """The probe of one check: its runners, inputs, tolerances, and the graph's index outputs."""
-        from .runners.onnxruntime import OrtRunner
+        from .runners.worker import open_runner
 
         info = exported.graph
         sources = info.by_model_names(target.feed_names, prepared.output_names, info.index_sources)
 
         def index_runner() -> Runner:
             values = [data for data, _ in sources.values()]
-            return OrtRunner(
+            return open_runner(
                 exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
             )
 
@@ -135,10 +140,20 @@ class Probe:
             cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
             records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
+            hang_seconds=watchdog.seconds_for(options.time_budget),
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
-        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
+        """Compare on one recipe: None when it passed (or the reference model rejected the input). A run that does
+        not return within the watchdog's limit fails, with its stack."""
+        try:
+            with watchdog.limit(self.hang_seconds):
+                return self._probe(recipe)
+        except watchdog.Hung as exc:
+            feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
+            return Failure("hung", str(exc), recipe.to_dict(), recipe.describe(), _shapes(feed))
+
+    def _probe(self, recipe: Recipe) -> Failure | None:
         timings = self.timings
         with timings.phase("inputs"):
             feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
@@ -151,10 +166,13 @@ class Probe:
         self.checked.append(recipe)
         for name, value in reference.items():
             self.shapes.setdefault(name, set()).add(tuple(value.shape))
-        empty = any(size == 0 for _, size in recipe.dims)  # may crash ONNX Runtime: run it in a child process
         try:
             with timings.phase("onnxruntime"):
-                got = _infer(self.target, feed, empty)
+                got = self.target.infer(feed)
+        except Crashed as exc:
+            return self._failure(recipe, feed, reference, "onnxruntime-crash", str(exc))
+        except watchdog.Hung:
+            raise
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
                 f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
@@ -189,7 +207,10 @@ class Probe:
             return None
         # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
         on_graph = {g: known[r] for r, g in zip(reference, got) if r in known}
-        on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed, empty))
+        try:
+            on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed))
+        except Crashed as exc:
+            return self._failure(recipe, feed, reference, "onnxruntime-crash", f"on the CPU provider: {exc}")
         with timings.phase("compare"):
             versus_cpu = compare(on_cpu, got, self.policy, check_names=False, context=on_graph)
             _fold(self.vs_cpu, versus_cpu)
@@ -205,7 +226,7 @@ class Probe:
             return compute()
         return self.memo.get((*self.cpu_scope, recipe), compute)
 
-    def _on_cpu(self, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
+    def _on_cpu(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """ONNX Runtime's CPU provider on ``feed``; its session is opened on the first input set the CPU item of
         this model did not already run (with a CPU item before it, never)."""
         runner = self.cpu
@@ -214,7 +235,7 @@ class Probe:
             with self.timings.phase("sessions"):
                 runner = runner.opened()
         with self.timings.phase("onnxruntime"):
-            return _infer(runner, feed, empty)
+            return runner.infer(feed)
 
     def _reference(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.memo is None:
@@ -251,6 +272,14 @@ class Probe:
             known[name].index_data = (values[data], axis)
         return compare(reference, got, self.policy, self.check_names, known)
 
+    def close(self) -> None:
+        """Release the ONNX Runtime sessions this probe opened (the target's and the CPU's are the engine's)."""
+        for runner in (self._index_values, self.fp16_scan):
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
+        self._index_values = None
+
     def report_fields(self) -> dict[str, Any]:
         """The figures over every input set compared, under the report's field names."""
         return {
@@ -280,14 +309,9 @@ class Probe:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
-        if self.cpu is not None and kind != "provider-vs-cpu":
+        if self.cpu is not None and kind not in ("provider-vs-cpu", "onnxruntime-crash"):
             failure.cpu_verdict = localize.cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
         return failure
-
-
-def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
-    infer_isolated = getattr(runner, "infer_isolated", None)
-    return infer_isolated(feed) if isolated and infer_isolated is not None else runner.infer(feed)
 
 
 def _shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:

@@ -124,14 +124,18 @@ def _explore(
         )
     found: dict[Recipe, Failure] = {}
     latest: list[Failure] = []
+    # Hypothesis's objects refer to each other and to this body: a cycle that lives until a full garbage collection.
+    # The body reaches the probe (the model, its runners) through this list, emptied when the search ends, so the
+    # model does not live on with them.
+    searching = [probe]
 
     def body(recipe: Recipe) -> None:
         if recipe in found:
             raise _Found(found[recipe])
         stop = deadline if not latest else min(deadline, latest_at[0] + SHRINK_SECONDS)
-        if time.monotonic() > stop or inputs.elements(recipe, probe.specs) > MAX_ELEMENTS:
+        if time.monotonic() > stop or inputs.elements(recipe, searching[0].specs) > MAX_ELEMENTS:
             return  # budget spent: the smallest failure found so far stands
-        failure = probe(recipe)
+        failure = searching[0](recipe)
         if failure is not None:
             found[recipe] = failure
             latest.append(failure)
@@ -159,6 +163,8 @@ def _explore(
         if latest:  # hypothesis's own verdict (a flaky replay ...) must not hide the parity failure found
             return latest[-1]
         raise
+    finally:
+        searching.clear()
     return latest[-1] if latest else None
 
 

@@ -80,24 +80,16 @@ def with_variant(exporter: Exporter, variant: str | None) -> Exporter:
     return export
 
 
-def preflight(exported: ExportedModel, provider: str, options: Mapping[str, str], feed: Mapping[str, Any]) -> None:
-    """Open and run a variant once in a child process before this process does: ONNX Runtime can crash outright
-    (a segmentation fault creating the session of an fp16 LSTM, for one) on graphs other tools wrote, and a crash
-    must fail this check, not end the pytest session."""
-    from . import providers
-    from .runners import isolated
+def does_not_run(exported: ExportedModel, provider: str, crash: Exception) -> OnnxParityError:
+    """The message for a variant whose session crashed ONNX Runtime (in the worker process: a segmentation fault
+    creating the session of an fp16 LSTM, for one): ONNX Runtime's failure on a graph another tool wrote."""
     from .runners.onnxruntime import require
 
-    if providers.definition(provider).create_session is not None:
-        return  # a provider a hook added exists in this process only
-    try:
-        isolated.infer(exported.path, provider, options, feed)
-    except isolated.Crashed as exc:
-        raise OnnxParityError(
-            f"the {exported.variant} variant ({exported.path}) does not run in ONNX Runtime "
-            f"{require().__version__} on {provider}: {exc}. The export itself is checked by the test's own item; "
-            "this is ONNX Runtime's failure on the variant's graph (report it upstream with that file)."
-        ) from None
+    return OnnxParityError(
+        f"the {exported.variant} variant ({exported.path}) does not run in ONNX Runtime "
+        f"{require().__version__} on {provider}: {crash}. The export itself is checked by the test's own item; "
+        "this is ONNX Runtime's failure on the variant's graph (report it upstream with that file)."
+    )
 
 
 def build(

@@ -50,6 +50,11 @@ class Deferred:
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.opened().infer(feed)
 
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()  # type: ignore[attr-defined]
+            self._runner = None
+
 
 class ReferenceMemo:
     """The reference's outputs by (model, device, inputs, recipe): another provider's item of the same model checks

@@ -29,6 +29,8 @@ from . import Deferred, graph_edits
 if TYPE_CHECKING:
     import numpy as np
 
+    from .worker import RemoteRunner
+
 OPTIMIZATION_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -190,10 +192,10 @@ class OrtRunner:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         self.log: list[str] = []
-        # Edited copies of the graph (extra outputs, bf16 hosted as float32) live as long as this runner; removed
-        # when it goes (quietly: a runner has no close(), and TemporaryDirectory would warn at garbage collection).
+        # Edited copies of the graph (extra outputs, bf16 hosted as float32) live until close(), or until the runner
+        # goes (quietly: TemporaryDirectory would warn at garbage collection).
         host_dir = Path(tempfile.mkdtemp(prefix="onnxparity_graph_"))
-        weakref.finalize(self, shutil.rmtree, host_dir, ignore_errors=True)
+        self._remove_copies = weakref.finalize(self, shutil.rmtree, host_dir, ignore_errors=True)
         runnable = self.path
         if extra_outputs:
             runnable = graph_edits.with_outputs(runnable, extra_outputs, host_dir / "outputs.onnx")
@@ -227,13 +229,14 @@ class OrtRunner:
             out[name] = out[name].astype(np_dtype("bfloat16"))
         return out
 
-    def infer_isolated(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``infer`` in a child process (an input that may crash ONNX Runtime: an empty batch)."""
-        if providers.definition(self.provider).create_session is not None:
-            return self.infer(feed)  # a hook-added provider exists in this process only
-        from . import isolated
-
-        return isolated.infer(self.path, self.provider, self.options, {n: feed[k] for n, k in self.feed_names.items()})
+    def close(self) -> None:
+        """Release the session and the graph copies now (a check's runners go when it ends, not when a garbage
+        collection finds them in a cycle)."""
+        self.session = None
+        self._remove_copies()
+        if self._profile_dir is not None:
+            self._profile_dir.cleanup()
+            self._profile_dir = None
 
     def report_fields(self) -> dict[str, Any]:
         """What this runner knows about its run, under the report's field names."""
@@ -262,15 +265,18 @@ class OrtRunner:
 
 def open_runners(
     path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
-) -> tuple[OrtRunner, Deferred | None]:
+) -> tuple[OrtRunner | RemoteRunner, Deferred | None]:
     """The target runner (first run profiled for placement) and, for a provider other than CPU whose reference is
-    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all)."""
-    target = OrtRunner(
+    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all).
+    Both run in the worker process (``worker.py``: a crash there fails the check, not the session)."""
+    from .worker import open_runner
+
+    target = open_runner(
         path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
     )
     if provider == "cpu" or reference == target.name:
         return target, None
-    return target, Deferred("onnxruntime-cpu", lambda: OrtRunner(path, "cpu", feed_names=feed_names))
+    return target, Deferred("onnxruntime-cpu", lambda: open_runner(path, "cpu", feed_names=feed_names))
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:
