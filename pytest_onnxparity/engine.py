@@ -17,8 +17,8 @@ from .export import ExportedModel, export
 from .probe import Probe
 from .report import ParityReport
 from .runners import ReferenceMemo
-from .runners.onnxruntime import open_runners, require, versions
-from .runners.worker import Crashed
+from .runners.onnxruntime import require, versions
+from .runners.worker import open_runners
 from .timing import Timings
 
 if TYPE_CHECKING:
@@ -78,19 +78,12 @@ def _compare(
     policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
-    # The sessions, graph copies and runners a check opens are released when it ends, whatever the outcome (a
-    # garbage collection would find them in cycles, hypothesis's among them, only much later).
+    # What a check opens is released when it ends (a garbage collection finds it in cycles only much later).
     with contextlib.ExitStack() as opened:
         with timings.phase("sessions"):
-            try:
+            with variants.crash_named(exported, provider):
                 target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
-            except Crashed as exc:  # in the worker process: a graph another tool wrote may crash ONNX Runtime
-                if exported.variant is None:
-                    raise
-                raise variants.does_not_run(exported, provider, exc) from None
             opened.callback(target.close)
-            if cpu is not None:
-                opened.callback(cpu.close)
         specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
         plan = inputs.axis_plan(specs, options, inputs.axis_limits(specs, prepared.sequence_limit))
         probe = Probe.for_check(prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device)

@@ -257,3 +257,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown" and item.stash.get(ITEM_ENTRIES, None):
         report.onnx_parity = item.stash[ITEM_ENTRIES]
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
+    """An item stopped by Ctrl-C gets no report to carry its entries (the check in progress is marked so)."""
+    try:
+        return (yield)
+    except KeyboardInterrupt:
+        if not hasattr(item.config, "workerinput"):
+            started: list[dict[str, Any]] = item.stash.get(ITEM_ENTRIES, [])
+            item.config.stash[SESSION].entries.extend(started)
+        raise

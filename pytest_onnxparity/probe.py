@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import context, inputs, localize, spec, watchdog
+from . import context, inputs, localize, spec
 from .agreement import Agreement
 from .compare import FailingCase, OutputContext, Verdict, compare
 from .departure import Fp16Scan
@@ -20,7 +20,6 @@ from .figures import OutputFigures
 from .report import Failure
 from .runners import Deferred
 from .runners.worker import Crashed
-from .settings import DEFAULT_TIME_BUDGET
 from .spec import Recipe
 from .timing import Timings
 
@@ -60,11 +59,10 @@ class Probe:
     special_ids: dict[str, int] = dataclasses.field(default_factory=dict)
     #: The graph's declared dims, by the model's input and output names (which outputs carry a mask's axes).
     declared: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
-    #: Index outputs (by the reference's names): (the graph value they index, axis), and a factory of a
-    #: runner that also returns those values (made on the first index mismatch: ties are rare).
+    #: Index outputs (by the reference's names): (the graph value they index, axis), and a runner that also
+    #: returns those values (opened on the first index mismatch: ties are rare).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
-    index_runner: Callable[[], Runner] | None = None
-    _index_values: Runner | None = None
+    index_runner: Deferred | None = None
     dependence: context.Dependence = dataclasses.field(default_factory=context.Dependence)
     timings: Timings = dataclasses.field(default_factory=Timings)
     #: The session's reference outputs, shared by a model's provider items; the scope names the model and what
@@ -87,8 +85,6 @@ class Probe:
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
-    #: One input set's run past this many seconds is hung (``watchdog.seconds_for(time_budget)``).
-    hang_seconds: float = watchdog.seconds_for(DEFAULT_TIME_BUDGET)
 
     @classmethod
     def for_check(
@@ -110,12 +106,11 @@ class Probe:
 
         info = exported.graph
         sources = info.by_model_names(target.feed_names, prepared.output_names, info.index_sources)
+        values = [data for data, _ in sources.values()]
 
-        def index_runner() -> Runner:
-            values = [data for data, _ in sources.values()]
-            return open_runner(
-                exported.path, target.provider, target.options, feed_names=target.feed_names, extra_outputs=values
-            )
+        def opener() -> Runner:
+            extra = {"feed_names": target.feed_names, "extra_outputs": values}
+            return open_runner(exported.path, target.provider, target.options, **extra)
 
         feeds = spec.feed_digest(prepared.example, specs, options.mask_holes, getattr(prepared, "special_ids", {}))
         stat = os.stat(exported.path)
@@ -133,27 +128,17 @@ class Probe:
             declared=info.by_model_names(target.feed_names, prepared.output_names, info.dims()),
             include_padding=options.include_padding,
             index_sources=sources,
-            index_runner=index_runner if sources else None,
+            index_runner=Deferred("index values", opener) if sources else None,
             timings=timings,
             memo=memo if exported.key else None,
             memo_scope=(exported.key, device, feeds),
             cpu_scope=("onnxruntime-cpu", exported.path, stat.st_mtime_ns, stat.st_size, feeds),
             records_cpu=target.provider == "cpu" and not target.options,
             fp16_scan=Fp16Scan(exported, target.feed_names) if Fp16Scan.applies(exported) else None,
-            hang_seconds=watchdog.seconds_for(options.time_budget),
         )
 
     def __call__(self, recipe: Recipe) -> Failure | None:
-        """Compare on one recipe: None when it passed (or the reference model rejected the input). A run that does
-        not return within the watchdog's limit fails, with its stack."""
-        try:
-            with watchdog.limit(self.hang_seconds):
-                return self._probe(recipe)
-        except watchdog.Hung as exc:
-            feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
-            return Failure("hung", str(exc), recipe.to_dict(), recipe.describe(), _shapes(feed))
-
-    def _probe(self, recipe: Recipe) -> Failure | None:
+        """Compare on one recipe: None when it passed (or the reference model rejected the input)."""
         timings = self.timings
         with timings.phase("inputs"):
             feed = inputs.materialize(recipe, self.specs, self.example, self.mask_holes, self.special_ids)
@@ -169,9 +154,7 @@ class Probe:
         try:
             with timings.phase("onnxruntime"):
                 got = self.target.infer(feed)
-        except Crashed as exc:
-            return self._failure(recipe, feed, reference, "onnxruntime-crash", str(exc))
-        except watchdog.Hung:
+        except Crashed:  # not the graph refusing the input: the search fails the item on it
             raise
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
@@ -207,10 +190,7 @@ class Probe:
             return None
         # The provider against ONNX Runtime's CPU provider too: separates provider numerics from export bugs.
         on_graph = {g: known[r] for r, g in zip(reference, got) if r in known}
-        try:
-            on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed))
-        except Crashed as exc:
-            return self._failure(recipe, feed, reference, "onnxruntime-crash", f"on the CPU provider: {exc}")
+        on_cpu = self._cpu_memo(recipe, lambda: self._on_cpu(feed))
         with timings.phase("compare"):
             versus_cpu = compare(on_cpu, got, self.policy, check_names=False, context=on_graph)
             _fold(self.vs_cpu, versus_cpu)
@@ -266,19 +246,16 @@ class Probe:
         """The comparison again, with the values each index output selects (an index of an equal value is a tie)."""
         if self.index_runner is None:
             return compare(reference, got, self.policy, self.check_names, known)
-        self._index_values = self._index_values or self.index_runner()
-        values = self._index_values.infer(feed)
+        values = self.index_runner.infer(feed)
         for name, (data, axis) in self.index_sources.items():
             known[name].index_data = (values[data], axis)
         return compare(reference, got, self.policy, self.check_names, known)
 
     def close(self) -> None:
-        """Release the ONNX Runtime sessions this probe opened (the target's and the CPU's are the engine's)."""
-        for runner in (self._index_values, self.fp16_scan):
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
-        self._index_values = None
+        """Release the sessions this probe opened: the CPU's and the index values' (opened on first use), the fp16
+        scan's (the target's is the engine's)."""
+        for runner in (self.cpu, self.index_runner, self.fp16_scan):
+            getattr(runner, "close", lambda: None)()
 
     def report_fields(self) -> dict[str, Any]:
         """The figures over every input set compared, under the report's field names."""
@@ -309,7 +286,7 @@ class Probe:
             failure.output = verdict.output
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
-        if self.cpu is not None and kind not in ("provider-vs-cpu", "onnxruntime-crash"):
+        if self.cpu is not None and kind != "provider-vs-cpu":
             failure.cpu_verdict = localize.cpu_verdict(self.cpu, feed, reference, self.policy, self.check_names)
         return failure
 

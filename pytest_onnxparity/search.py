@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import inputs
+from . import inputs, watchdog
 from .errors import OnnxParityUsageError
 from .settings import MAX_ELEMENTS
 from .spec import Recipe
@@ -73,10 +73,10 @@ def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, .
         if recipe.pattern != "example" and time.monotonic() > deadline:
             skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
             continue
-        failure = probe(recipe)
+        failure = _run(probe, recipe, options)
         if failure is not None:
             return SearchResult(failure, 0, skipped)
-    failure = _towards_limits(probe, deadline)
+    failure = _towards_limits(probe, options, deadline)
     if failure is not None:
         return SearchResult(failure, 0, skipped)
     before = len(probe.checked)
@@ -84,11 +84,26 @@ def _search(probe: Probe, options: CheckOptions, plan: Mapping[str, tuple[int, .
     return SearchResult(failure, len(probe.checked) - before, skipped)
 
 
+def _run(probe: Probe, recipe: Recipe, options: CheckOptions) -> Failure | None:
+    """``probe(recipe)``; ONNX Runtime dying in the worker process, or one input set's run past twice the time budget
+    (at least ``watchdog.MIN_SECONDS``: a forward pass or an ONNX Runtime run that never returns), fails on it."""
+    from .report import Failure
+    from .runners.worker import Crashed
+
+    try:
+        with watchdog.limit(watchdog.seconds_for(options.time_budget)):
+            return probe(recipe)
+    except (Crashed, watchdog.Hung) as exc:
+        feed = inputs.materialize(recipe, probe.specs, probe.example, probe.mask_holes, probe.special_ids)
+        kind = "onnxruntime-crash" if isinstance(exc, Crashed) else "hung"
+        return Failure(kind, str(exc), recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()})
+
+
 #: How many sizes are tried between the largest accepted and the smallest rejected size of a walked axis.
 LIMIT_STEPS = 4
 
 
-def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
+def _towards_limits(probe: Probe, options: CheckOptions, deadline: float) -> Failure | None:
     """Where the model rejects the top of an axis walk (its real limit is below the one planned, e.g. a position
     table with an offset), bisect towards that limit so the sizes just below it are checked too."""
     walks = [r for r in probe.rejected if inputs.is_walk(r)]
@@ -103,7 +118,7 @@ def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
             middle = (low + high) // 2
             sized = tuple((d, middle if d == dim else n) for d, n in template.dims)
             step = Recipe(f"edge: {dim}={middle}", sized, template.pattern, template.scale, template.seed)
-            failure = probe(step)
+            failure = _run(probe, step, options)
             if failure is not None:
                 return failure
             low, high = (low, middle) if step in probe.rejected else (middle, high)
@@ -135,7 +150,7 @@ def _explore(
         stop = deadline if not latest else min(deadline, latest_at[0] + SHRINK_SECONDS)
         if time.monotonic() > stop or inputs.elements(recipe, searching[0].specs) > MAX_ELEMENTS:
             return  # budget spent: the smallest failure found so far stands
-        failure = searching[0](recipe)
+        failure = _run(searching[0], recipe, options)
         if failure is not None:
             found[recipe] = failure
             latest.append(failure)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 import warnings
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -241,17 +241,6 @@ class SessionHooks:
         entries = getattr(report, "onnx_parity", None)
         if entries and report.when == "teardown":
             self.session.entries.extend(entries)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        """An item stopped by Ctrl-C gets no report to carry its entries (the one in progress is marked so)."""
-        try:
-            return (yield)
-        except KeyboardInterrupt:
-            if not hasattr(self.config, "workerinput"):
-                started: list[dict[str, Any]] = item.stash.get(ITEM_ENTRIES, [])
-                self.session.entries.extend(started)
-            raise
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:

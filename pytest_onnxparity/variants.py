@@ -12,9 +12,10 @@ Lossless variants keep the normal pass rule; fp16 gets fp16 tolerances; int8 is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,16 +81,23 @@ def with_variant(exporter: Exporter, variant: str | None) -> Exporter:
     return export
 
 
-def does_not_run(exported: ExportedModel, provider: str, crash: Exception) -> OnnxParityError:
-    """The message for a variant whose session crashed ONNX Runtime (in the worker process: a segmentation fault
-    creating the session of an fp16 LSTM, for one): ONNX Runtime's failure on a graph another tool wrote."""
+@contextlib.contextmanager
+def crash_named(exported: ExportedModel, provider: str) -> Iterator[None]:
+    """A variant's session that crashes ONNX Runtime (in the worker process: a segmentation fault creating the
+    session of an fp16 LSTM, for one) is ONNX Runtime's failure on a graph another tool wrote: say so."""
     from .runners.onnxruntime import require
+    from .runners.worker import Crashed
 
-    return OnnxParityError(
-        f"the {exported.variant} variant ({exported.path}) does not run in ONNX Runtime "
-        f"{require().__version__} on {provider}: {crash}. The export itself is checked by the test's own item; "
-        "this is ONNX Runtime's failure on the variant's graph (report it upstream with that file)."
-    )
+    try:
+        yield
+    except Crashed as exc:
+        if exported.variant is None:
+            raise
+        raise OnnxParityError(
+            f"the {exported.variant} variant ({exported.path}) does not run in ONNX Runtime "
+            f"{require().__version__} on {provider}: {exc}. The export itself is checked by the test's own item; "
+            "this is ONNX Runtime's failure on the variant's graph (report it upstream with that file)."
+        ) from None
 
 
 def build(

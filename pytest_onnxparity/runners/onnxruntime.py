@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import precision, providers
 from ..errors import OnnxParityError
-from . import Deferred, graph_edits
+from . import graph_edits
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from .worker import RemoteRunner
 
 OPTIMIZATION_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -261,22 +259,6 @@ class OrtRunner:
             "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
             "idle_threads_spin": spinning,
         }
-
-
-def open_runners(
-    path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
-) -> tuple[OrtRunner | RemoteRunner, Deferred | None]:
-    """The target runner (first run profiled for placement) and, for a provider other than CPU whose reference is
-    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all).
-    Both run in the worker process (``worker.py``: a crash there fails the check, not the session)."""
-    from .worker import open_runner
-
-    target = open_runner(
-        path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
-    )
-    if provider == "cpu" or reference == target.name:
-        return target, None
-    return target, Deferred("onnxruntime-cpu", lambda: open_runner(path, "cpu", feed_names=feed_names))
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:

@@ -4,10 +4,10 @@ that caused it, never the pytest session.
 ONNX Runtime can abort the whole process instead of raising: its LSTM on 0 rows does, including 0 rows that a
 boolean mask selected inside the graph from a non-empty input. Which input does that cannot be told from its shape,
 so every session a check compares with is opened, and every input set run, in one long-lived child process per
-pytest process (started on first use, about 0.3 s; started again after a death). A runner here is a handle on a
+pytest process (started on first use, about 0.5 s; started again after a death). A runner here is a handle on a
 runner there (:class:`RemoteRunner`); its arrays cross a pipe (microseconds for the sizes a check draws).
 
-    python -m pytest_onnxparity.runners.worker REQUEST_FD REPLY_FD
+The child's side is ``serve.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import watchdog
 from ..errors import OnnxParityError
+from . import Deferred
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,7 +103,7 @@ class _Worker:
         parent_reads, child_writes = os.pipe()
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(child_reads), str(child_writes)],
+            [sys.executable, "-m", f"{__package__}.serve", str(child_reads), str(child_writes)],
             pass_fds=(child_reads, child_writes),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -284,53 +285,15 @@ def _rebuilt(kind: str, message: str, unavailable: str | None) -> BaseException:
     return RuntimeError(f"{kind}: {message}")
 
 
-def _serve(requests: Any, replies: Any) -> None:
-    """The child's loop: open and run runners by id (closing those the parent dropped) until the parent goes."""
-    import faulthandler
-
-    from .onnxruntime import OrtRunner, ProviderUnavailable
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    runners: dict[int, OrtRunner] = {}
-    while True:
-        try:
-            request = requests.recv()
-        except EOFError:
-            return
-        dropped, verb, key, *rest = request
-        try:
-            for gone in dropped:
-                runners.pop(gone).close()
-            if verb == "open":
-                path, provider, options, kwargs = rest
-                runner = runners[key] = OrtRunner(path, provider, options, **kwargs)
-                value: Any = {
-                    "input_names": runner.input_names,
-                    "output_names": runner.output_names,
-                    "feed_names": runner.feed_names,
-                    "placement": runner.placement,
-                    "report": runner.report_fields(),
-                    "session_options": runner.session_options(),
-                }
-            elif verb == "infer":
-                runner = runners[key]
-                profiled = runner._profile_dir is not None
-                outputs = runner.infer(rest[0])
-                facts = {"placement": runner.placement, "report": runner.report_fields()} if profiled else None
-                value = (outputs, facts)
-            replies.send(("ok", value))
-        except Exception as exc:
-            unavailable = exc.kind if isinstance(exc, ProviderUnavailable) else None
-            replies.send(("error", (type(exc).__name__, str(exc), unavailable)))
-
-
-def main(argv: list[str]) -> int:
-    from multiprocessing.connection import Connection
-
-    requests, replies = int(argv[0]), int(argv[1])
-    _serve(Connection(requests, writable=False), Connection(replies, readable=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def open_runners(
+    path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
+) -> tuple[OrtRunner | RemoteRunner, Deferred | None]:
+    """The target runner (first run profiled for placement) and, for a provider other than CPU whose reference is
+    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all).
+    Both run in the worker process."""
+    target = open_runner(
+        path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
+    )
+    if provider == "cpu" or reference == target.name:
+        return target, None
+    return target, Deferred("onnxruntime-cpu", lambda: open_runner(path, "cpu", feed_names=feed_names))
