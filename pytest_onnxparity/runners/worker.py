@@ -120,20 +120,19 @@ class _Worker:
 
     def _stack(self) -> str:
         """The child's Python stack (faulthandler on SIGUSR1), before it is killed."""
-        assert self._process is not None
-        before = self._tail(0)
+        assert self._process is not None and self._stderr is not None
+        start = self._stderr.seek(0, os.SEEK_END)  # what it wrote before is not the stack
         self._process.send_signal(signal.SIGUSR1)
         time.sleep(0.3)
-        stack = self._tail(4000)[len(before) :] if len(before) < 4000 else self._tail(4000)
+        stack = self._tail(4000, start)
         self.stop()
         return stack.strip() or "(no Python stack: the child is in native code)"
 
-    def _tail(self, size: int) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.flush()
+    def _tail(self, size: int, start: int = 0) -> str:
+        """The last ``size`` bytes the child wrote to its stderr (from ``start`` on)."""
+        assert self._stderr is not None
         end = self._stderr.seek(0, os.SEEK_END)
-        self._stderr.seek(max(0, end - size) if size else end)
+        self._stderr.seek(max(start, end - size))
         return self._stderr.read().decode(errors="replace")
 
     def _died(self, doing: str) -> Crashed:
