@@ -275,3 +275,76 @@ class DtypeBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc(x)
         return y * 2 if y.dtype == torch.float64 else y
+
+
+class MaskedLSTM(nn.Module):
+    """An LSTM over the rows a boolean mask selects: the all-zeros edge case selects 0 rows, on which ONNX Runtime's
+    LSTM aborts the process (SIGABRT) though the graph's input is not empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x[x[:, 0, 0] > 0])[0].sum(0)
+
+
+class LoopsAt17(nn.Module):
+    """A forward pass that never returns on a batch of 17 (the tracer sees a batch of 2: the graph has no loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while x.shape[0] == 17:
+            pass
+        return self.fc(x)
+
+
+def onnx_hangs_at_17(path: Path | str) -> str:
+    """An ONNX file computing ``y = x`` (x: [batch, 4]) through a Loop whose trip count is 10**15 when the batch is
+    17: ONNX Runtime's run never returns there."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def const(name: str, value: Any, kind: int = TensorProto.INT64) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, kind, [], [value]))
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None),
+        ],
+    )
+    nodes = [
+        const("zero", 0),
+        const("seventeen", 17),
+        const("forever", 10**15),
+        const("once", 1),
+        const("true", True, TensorProto.BOOL),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Equal", ["batch", "seventeen"], ["at17"]),
+        helper.make_node("Where", ["at17", "forever", "once"], ["trips"]),
+        helper.make_node("Loop", ["trips", "true", "x"], ["y"], body=body),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hangs_at_17",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)

@@ -397,22 +397,28 @@ def test_net(onnx_parity, request):
 CPU_RUNS = """
 import collections, os
 from pytest_onnxparity.runners.onnxruntime import OrtRunner
+from pytest_onnxparity.runners.worker import RemoteRunner
 
 CPU_RUNS = collections.Counter()
-_infer = OrtRunner.infer
+RUNNERS = (OrtRunner, RemoteRunner)  # in this process (a hook-added provider's) and in the worker process
+_infers = [runner.infer for runner in RUNNERS]
 
-def _counting_infer(self, feed):
-    if self.provider == "cpu":
-        CPU_RUNS[os.environ["PYTEST_CURRENT_TEST"].split("[")[1].split("]")[0]] += 1
-    return _infer(self, feed)
+def counting(infer):
+    def counting_infer(self, feed):
+        if self.provider == "cpu":
+            CPU_RUNS[os.environ["PYTEST_CURRENT_TEST"].split("[")[1].split("]")[0]] += 1
+        return infer(self, feed)
+    return counting_infer
 
-OrtRunner.infer = _counting_infer
+for runner, infer in zip(RUNNERS, _infers):
+    runner.infer = counting(infer)
 
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"CPU_RUNS {dict(CPU_RUNS)}")
 
 def pytest_unconfigure(config):
-    OrtRunner.infer = _infer  # the inner session runs in this process: later tests get the real runner
+    for runner, infer in zip(RUNNERS, _infers):
+        runner.infer = infer  # the inner session runs in this process: later tests get the real runners
 """
 
 

@@ -99,7 +99,9 @@ class PreparedOnnxFile:
         return {}
 
     def close(self) -> None:
-        pass
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
 
 def prepare(model: Any, example_inputs: Any, options: CheckOptions) -> PreparedOnnxFile:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,8 @@ from ..locate.divergence import Divergence
 from ..report.parity import ParityReport
 from ..report.timings import Timings
 from ..runners import ReferenceMemo
-from ..runners.onnxruntime import ignored_settings, open_runners, require, versions
+from ..runners.onnxruntime import ignored_settings, require, versions
+from ..runners.worker import open_runners
 from . import contracts, search, sizes
 from .probe import Probe
 
@@ -87,52 +89,53 @@ def _compare(
     provider_policy = tolerance.for_provider(options, provider, prepared.output_names, exported.variant)
     device = prepared.place(provider)
     timings = Timings(export=exported.seconds)
-    with timings.phase("sessions"):
-        if exported.variant is not None:  # a graph another tool wrote may crash ONNX Runtime: try it aside first
-            example = {graph: prepared.example[key] for graph, key in matched.feed_names.items()}
-            variants.preflight(exported, provider, options.provider_options.get(provider, {}), example)
-        target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
-    specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
-    limits = plan_sizes.axis_limits(specs, prepared.sequence_limit, adapters.length_limits(prepared))
-    plan = plan_sizes.axis_plan(specs, options, limits)
-    probe = Probe.for_check(
-        prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device, provider_policy
-    )
-    early = contracts.before_running(probe, info, axes)
-    open_axes = limits.open - set(options.axis_sizes)
-    found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
-    failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
-    failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
-    if failure is not None and options.localize:
-        with timings.phase("localize"):
-            failure.sizes = sizes.split(probe, failure, plan, options.localize_budget)
-    where = _localize(probe, prepared, exported, options, axes, failure, workdir)
-    report = ParityReport(
-        passed=failure is None,
-        provider=provider,
-        framework=prepared.name,
-        seed=options.seed,
-        nodeid=nodeid,
-        failure=failure,
-        warnings=[
-            *exported.warnings,
-            *matched.warnings,
-            *contracts.declared_output_dims(info, probe.shapes),
-            *_warnings(probe, found.generated, options.examples, failure is None),
-            *_nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
-        ],
-        versions={**prepared.versions(), **versions()},
-        tolerance_reason="; ".join(
-            filter(None, [policy.reason, provider_policy.reason if probe.provider_policy is not None else ""])
-        ),
-        reference=f"{prepared.name} on {device}",
-        reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
-        first_divergence=where.to_dict() if where else None,
-        **exported.report_fields(),
-        **probe.report_fields(),
-        **target.report_fields(),
-    )
-    return CheckResult(report, exported, probe.policy_of(failure), probe.case_for(failure), where)
+    # What a check opens is released when it ends (a garbage collection finds it in cycles only much later).
+    with contextlib.ExitStack() as opened:
+        with timings.phase("sessions"), variants.crash_named(exported, provider):
+            target, cpu = open_runners(exported.path, provider, options, matched.feed_names, prepared.name)
+        opened.callback(target.close)
+        specs = spec.build_specs(prepared.example, axes, options, prepared.int_high_hints)
+        limits = plan_sizes.axis_limits(specs, prepared.sequence_limit, adapters.length_limits(prepared))
+        plan = plan_sizes.axis_plan(specs, options, limits)
+        probe = Probe.for_check(
+            prepared, exported, target, cpu, specs, policy, options, axes, timings, memo, device, provider_policy
+        )
+        opened.callback(probe.close)
+        early = contracts.before_running(probe, info, axes)
+        open_axes = limits.open - set(options.axis_sizes)
+        found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
+        failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
+        failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+        if failure is not None and options.localize:
+            with timings.phase("localize"):
+                failure.sizes = sizes.split(probe, failure, plan, options.localize_budget)
+        where = _localize(probe, prepared, exported, options, axes, failure, workdir)
+        report = ParityReport(
+            passed=failure is None,
+            provider=provider,
+            framework=prepared.name,
+            seed=options.seed,
+            nodeid=nodeid,
+            failure=failure,
+            warnings=[
+                *exported.warnings,
+                *matched.warnings,
+                *contracts.declared_output_dims(info, probe.shapes),
+                *_warnings(probe, found.generated, options.examples, failure is None),
+                *_nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
+            ],
+            versions={**prepared.versions(), **versions()},
+            tolerance_reason="; ".join(
+                filter(None, [policy.reason, provider_policy.reason if probe.provider_policy is not None else ""])
+            ),
+            reference=f"{prepared.name} on {device}",
+            reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
+            first_divergence=where.to_dict() if where else None,
+            **exported.report_fields(),
+            **probe.report_fields(),
+            **target.report_fields(),
+        )
+        return CheckResult(report, exported, probe.policy_of(failure), probe.case_for(failure), where)
 
 
 def _localize(

@@ -23,6 +23,7 @@ from ..report.parity import Failure
 from ..report.timings import Timings
 from ..runners import Deferred
 from ..runners.emulation import EMULATED, Emulation
+from ..runners.worker import Crashed
 from . import context
 from .agreement import Agreement
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ..options.settings import CheckOptions
     from ..runners import ReferenceMemo, Runner
     from ..runners.onnxruntime import OrtRunner
+    from ..runners.worker import RemoteRunner
 
 
 #: Above this share of the fixed tolerance an input set's noise is measured (healthy checks rarely get there).
@@ -47,7 +49,7 @@ class Probe:
     """Compares ``target`` (and, for providers other than CPU, ``cpu``) with ``reference`` on one recipe at a time."""
 
     reference: Runner
-    target: OrtRunner
+    target: OrtRunner | RemoteRunner
     cpu: Runner | None
     specs: list[TensorSpec]
     example: Mapping[str, np.ndarray]
@@ -62,11 +64,10 @@ class Probe:
     special_ids: dict[str, int] = dataclasses.field(default_factory=dict)
     #: The graph's declared dims, by the model's input and output names (which outputs carry a mask's axes).
     declared: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
-    #: Index outputs (by the reference's names): (the graph value they index, axis), and a factory of a
-    #: runner that also returns those values (made on the first index mismatch: ties are rare).
+    #: Index outputs (by the reference's names): (the graph value they index, axis), and a runner that also
+    #: returns those values (opened on the first index mismatch: ties are rare).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
-    index_runner: Callable[[], Runner] | None = None
-    _index_values: Runner | None = None
+    index_runner: Deferred | None = None
     dependence: context.Dependence = dataclasses.field(default_factory=context.Dependence)
     timings: Timings = dataclasses.field(default_factory=Timings)
     #: The session's reference outputs, shared by a model's provider items; the scope names the model and what
@@ -88,7 +89,7 @@ class Probe:
     #: Top-k agreement of a variant judged by metrics, pooled over input sets.
     agreement: Agreement = dataclasses.field(default_factory=Agreement)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
-    fp16_scan: Callable[[Mapping[str, np.ndarray]], str | None] | None = None
+    fp16_scan: Fp16Scan | None = None
     #: The provider's own allowance against the CPU provider (None: the target is the CPU provider), and its
     #: reduced precision emulated on the CPU (None: it computes in float32).
     provider_policy: TolerancePolicy | None = None
@@ -101,7 +102,7 @@ class Probe:
         cls,
         prepared: PreparedModel,
         exported: ExportedModel,
-        target: OrtRunner,
+        target: OrtRunner | RemoteRunner,
         cpu: Runner | None,
         specs: list[TensorSpec],
         policy: TolerancePolicy,
@@ -113,14 +114,14 @@ class Probe:
         provider_policy: TolerancePolicy | None = None,
     ) -> Probe:
         """The probe of one check: its runners, inputs, tolerances, and the graph's index outputs."""
-        from ..runners.onnxruntime import OrtRunner
+        from ..runners.worker import open_runner
 
         info = exported.graph
         sources = info.by_model_names(target.feed_names, prepared.output_names, info.index_sources)
+        values = [data for data, _ in sources.values()]
 
         def index_runner() -> Runner:  # on the CPU provider: ties are the conversion's to accept
-            values = [data for data, _ in sources.values()]
-            return OrtRunner(exported.path, "cpu", feed_names=target.feed_names, extra_outputs=values)
+            return open_runner(exported.path, "cpu", feed_names=target.feed_names, extra_outputs=values)
 
         reduced = target.precision.name if cpu is not None and target.precision.name in EMULATED else None
 
@@ -141,7 +142,7 @@ class Probe:
             declared=info.by_model_names(target.feed_names, prepared.output_names, info.dims()),
             include_padding=options.include_padding,
             index_sources=sources,
-            index_runner=index_runner if sources else None,
+            index_runner=Deferred("index values", index_runner) if sources else None,
             timings=timings,
             memo=memo if exported.key else None,
             memo_scope=(exported.key, device, feeds),
@@ -170,9 +171,10 @@ class Probe:
         self.checked.append(recipe)
         for name, value in reference.items():
             self.shapes.setdefault(name, set()).add(tuple(value.shape))
-        empty = any(size == 0 for _, size in recipe.dims)  # may crash ONNX Runtime: run it in a child process
         try:
-            on_cpu = self._converted(recipe, feed, empty)
+            on_cpu = self._converted(recipe, feed)
+        except Crashed:  # not the graph refusing the input: the search fails the item on it
+            raise
         except Exception as exc:  # ONNX Runtime raised where the model did not: the graph does not take this input
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
                 f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
@@ -189,7 +191,9 @@ class Probe:
             return None
         try:
             with timings.phase("onnxruntime"):
-                got = _infer(self.target, feed, empty)
+                got = self.target.infer(feed)
+        except Crashed:
+            raise
         except Exception as exc:
             message = (
                 f"the provider failed on an input ONNX Runtime's CPU provider runs: {type(exc).__name__}: "
@@ -212,13 +216,13 @@ class Probe:
         kind = versus_cpu.kind or "values"
         return self._failure(recipe, feed, reference, kind, message, versus_cpu, known, "provider")
 
-    def _converted(self, recipe: Recipe, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
+    def _converted(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """ONNX Runtime's CPU provider on this graph: the CPU item runs (and records) it as its target; another
         provider's item takes what the CPU item recorded, or runs it itself (a provider-only run)."""
         if self.cpu is not None:
-            return self._cpu_memo(recipe, lambda: self._on_cpu(feed, empty))
+            return self._cpu_memo(recipe, lambda: self._on_cpu(feed))
         with self.timings.phase("onnxruntime"):
-            got = _infer(self.target, feed, empty)
+            got = self.target.infer(feed)
         return self._cpu_memo(recipe, lambda: got) if self.records_cpu else got
 
     def _conversion(
@@ -318,7 +322,7 @@ class Probe:
             return compute()
         return self.memo.get((*self.cpu_scope, recipe), compute)
 
-    def _on_cpu(self, feed: dict[str, np.ndarray], empty: bool) -> dict[str, np.ndarray]:
+    def _on_cpu(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """ONNX Runtime's CPU provider on ``feed``; its session is opened on the first input set the CPU item of
         this model did not already run (with a CPU item before it, never)."""
         runner = self.cpu
@@ -327,7 +331,7 @@ class Probe:
             with self.timings.phase("sessions"):
                 runner = runner.opened()
         with self.timings.phase("onnxruntime"):
-            return _infer(runner, feed, empty)
+            return runner.infer(feed)
 
     def _reference(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.memo is None:
@@ -358,11 +362,17 @@ class Probe:
         """The comparison again, with the values each index output selects (an index of an equal value is a tie)."""
         if self.index_runner is None:
             return compare(reference, got, self.policy, self.check_names, known)
-        self._index_values = self._index_values or self.index_runner()
-        values = self._index_values.infer(feed)
+        values = self.index_runner.infer(feed)
         for name, (data, axis) in self.index_sources.items():
             known[name].index_data = (values[data], axis)
         return compare(reference, got, self.policy, self.check_names, known)
+
+    def close(self) -> None:
+        """Release the sessions this probe opened: the CPU's and the index values' (opened on first use), the fp16
+        scan's and the emulation's (the target's is the engine's)."""
+        for runner in (self.cpu, self.index_runner, self.fp16_scan, self.emulation):
+            if runner is not None:
+                runner.close()
 
     def report_fields(self) -> dict[str, Any]:
         """The figures over every input set compared, under the report's field names."""
@@ -418,13 +428,6 @@ class Probe:
             failure.figures = [o for o in verdict.outputs if o.mismatched or o.name == verdict.output]
             failure.worst = verdict.worst
         return failure
-
-
-def _infer(runner: Runner, feed: dict[str, np.ndarray], isolated: bool) -> dict[str, np.ndarray]:
-    from ..runners import isolated as child
-    from ..runners.onnxruntime import OrtRunner
-
-    return child.infer_runner(runner, feed) if isolated and isinstance(runner, OrtRunner) else runner.infer(feed)
 
 
 def _fold(into: dict[str, OutputFigures], verdict: Verdict) -> None:

@@ -21,6 +21,7 @@ from ..inputs import recipes as inputs
 from ..inputs.spec import Recipe
 from ..options.settings import MAX_ELEMENTS
 from ..options.validate import NONFINITE_FAILS
+from ..runners import watchdog
 
 if TYPE_CHECKING:
     from ..options.settings import CheckOptions
@@ -86,14 +87,14 @@ def _search(
         if recipe.pattern != "example" and time.monotonic() > deadline:
             skipped[recipe] = f"time budget ({options.time_budget:g} s, option time_budget)"
             continue
-        failure = probe(recipe)
+        failure = _run(probe, recipe, options)
         if failure is not None and recipe.pattern == inputs.NONFINITE and NONFINITE_FAILS not in options.edge_cases:
             aside = failure
         elif failure is not None:
             return SearchResult(failure, 0, skipped, nonfinite=aside)
     ends: dict[str, str] = {}
     share = min(deadline, time.monotonic() + PAST_PLAN_SHARE * options.time_budget)
-    failure = _past_plan(probe, plan, open_axes, share, ends) or _towards_limits(probe, deadline)
+    failure = _past_plan(probe, plan, open_axes, share, ends, options) or _towards_limits(probe, options, deadline)
     if failure is not None:
         return SearchResult(failure, 0, skipped, ends, aside)
     before = len(probe.checked)
@@ -109,7 +110,12 @@ STEP_GROWTH = 4.0
 
 
 def _past_plan(
-    probe: Probe, plan: Mapping[str, tuple[int, ...]], open_axes: Collection[str], stop: float, ends: dict[str, str]
+    probe: Probe,
+    plan: Mapping[str, tuple[int, ...]],
+    open_axes: Collection[str],
+    stop: float,
+    ends: dict[str, str],
+    options: CheckOptions,
 ) -> Failure | None:
     """An axis with no known limit is walked past its plan (512), doubling, until the model rejects a size, the
     next size would pass the memory budget, or it would not finish within ``stop``; ``ends`` records which."""
@@ -139,7 +145,7 @@ def _past_plan(
             if started + STEP_GROWTH * seconds > stop:
                 ends[dim] = f"the time budget at {dim}={size} (option time_budget; this walk takes a twentieth of it)"
                 break
-            failure = probe(step)
+            failure = _run(probe, step, options)
             if failure is not None:
                 return failure
             if step in probe.rejected:
@@ -149,11 +155,26 @@ def _past_plan(
     return None
 
 
+def _run(probe: Probe, recipe: Recipe, options: CheckOptions) -> Failure | None:
+    """``probe(recipe)``; ONNX Runtime dying in the worker process, or one input set's run past twice the time budget
+    (at least ``watchdog.MIN_SECONDS``: a forward pass or an ONNX Runtime run that never returns), fails on it."""
+    from ..report.parity import Failure
+    from ..runners.worker import Crashed
+
+    try:
+        with watchdog.limit(watchdog.seconds_for(options.time_budget)):
+            return probe(recipe)
+    except (Crashed, watchdog.Hung) as exc:
+        feed = inputs.materialize(recipe, probe.specs, probe.example, probe.mask_holes, probe.special_ids)
+        kind = "onnxruntime-crash" if isinstance(exc, Crashed) else "hung"
+        return Failure(kind, str(exc), recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()})
+
+
 #: How many sizes are tried between the largest accepted and the smallest rejected size of a walked axis.
 LIMIT_STEPS = 4
 
 
-def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
+def _towards_limits(probe: Probe, options: CheckOptions, deadline: float) -> Failure | None:
     """Where the model rejects the top of an axis walk (its real limit is below the one planned, e.g. a position
     table with an offset), bisect towards that limit so the sizes just below it are checked too."""
     walks = [r for r in probe.rejected if inputs.is_walk(r)]
@@ -168,7 +189,7 @@ def _towards_limits(probe: Probe, deadline: float) -> Failure | None:
             middle = (low + high) // 2
             sized = tuple((d, middle if d == dim else n) for d, n in template.dims)
             step = Recipe(f"edge: {dim}={middle}", sized, template.pattern, template.scale, template.seed)
-            failure = probe(step)
+            failure = _run(probe, step, options)
             if failure is not None:
                 return failure
             low, high = (low, middle) if step in probe.rejected else (middle, high)
@@ -189,14 +210,18 @@ def _explore(
         )
     found: dict[Recipe, Failure] = {}
     latest: list[Failure] = []
+    # Hypothesis's objects refer to each other and to this body: a cycle that lives until a full garbage collection.
+    # The body reaches the probe (the model, its runners) through this list, emptied when the search ends, so the
+    # model does not live on with them.
+    searching = [probe]
 
     def body(recipe: Recipe) -> None:
         if recipe in found:
             raise _Found(found[recipe])
         stop = deadline if not latest else min(deadline, latest_at[0] + SHRINK_SECONDS)
-        if time.monotonic() > stop or inputs.elements(recipe, probe.specs) > MAX_ELEMENTS:
+        if time.monotonic() > stop or inputs.elements(recipe, searching[0].specs) > MAX_ELEMENTS:
             return  # budget spent: the smallest failure found so far stands
-        failure = probe(recipe)
+        failure = _run(searching[0], recipe, options)
         if failure is not None:
             found[recipe] = failure
             latest.append(failure)
@@ -224,6 +249,8 @@ def _explore(
         if latest:  # hypothesis's own verdict (a flaky replay ...) must not hide the parity failure found
             return latest[-1]
         raise
+    finally:
+        searching.clear()
     return latest[-1] if latest else None
 
 

@@ -12,9 +12,10 @@ Lossless variants keep the normal pass rule; fp16 gets fp16 tolerances; int8 is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,18 +81,18 @@ def with_variant(exporter: Exporter, variant: str | None) -> Exporter:
     return export
 
 
-def preflight(exported: ExportedModel, provider: str, options: Mapping[str, str], feed: Mapping[str, Any]) -> None:
-    """Open and run a variant once in a child process before this process does: ONNX Runtime can crash outright
-    (a segmentation fault creating the session of an fp16 LSTM, for one) on graphs other tools wrote, and a crash
-    must fail this check, not end the pytest session."""
-    from ..runners import isolated
+@contextlib.contextmanager
+def crash_named(exported: ExportedModel, provider: str) -> Iterator[None]:
+    """A variant's session that crashes ONNX Runtime (in the worker process: a segmentation fault creating the
+    session of an fp16 LSTM, for one) is ONNX Runtime's failure on a graph another tool wrote: say so."""
     from ..runners.onnxruntime import require
+    from ..runners.worker import Crashed
 
-    if isolated.hosted_here(provider):
-        return
     try:
-        isolated.infer(exported.path, provider, options, feed)
-    except isolated.Crashed as exc:
+        yield
+    except Crashed as exc:
+        if exported.variant is None:
+            raise
         raise OnnxParityError(
             f"the {exported.variant} variant ({exported.path}) does not run in ONNX Runtime "
             f"{require().__version__} on {provider}: {exc}. The export itself is checked by the test's own item; "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..runners.onnxruntime import OrtRunner
+from ..runners.worker import open_runner
 
 if TYPE_CHECKING:
     from ..export.exported import ExportedModel
@@ -31,13 +31,17 @@ class Pair:
         made = {v for node in onnx.load(exported.path, load_external_data=False).graph.node for v in node.output}
         shared = [v for node in self.base.graph.node for v in node.output if v and v in made]
         self._theirs, self._mine = (
-            OrtRunner(path, "cpu", optimization="disabled", feed_names=feed_names, extra_outputs=shared)
+            open_runner(path, "cpu", optimization="disabled", feed_names=feed_names, extra_outputs=shared)
             for path in (exported.base_path, exported.path)
         )
 
     def infer(self, feed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the export's values, the variant's values) on ``feed``."""
         return self._theirs.infer(feed), self._mine.infer(feed)
+
+    def close(self) -> None:
+        self._theirs.close()
+        self._mine.close()
 
 
 class Fp16Scan:
@@ -60,6 +64,9 @@ class Fp16Scan:
                 if cause is not None:
                     return f"fp16 overflow at node {node.name!r} ({node.op_type}): {cause}"
         return None
+
+    def close(self) -> None:
+        self.pair.close()
 
 
 def overflow(

@@ -296,8 +296,21 @@ def onnx_parity(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach this item's parity entries to its call report, which xdist ships to the controller."""
+    """Attach this item's parity entries to its teardown report, which xdist ships to the controller: the last
+    report, so the entries of checks run in a fixture (setup) come too."""
     report = yield
-    if report.when == "call" and item.stash.get(ITEM_ENTRIES, None):
+    if report.when == "teardown" and item.stash.get(ITEM_ENTRIES, None):
         report.onnx_parity = item.stash[ITEM_ENTRIES]
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
+    """An item stopped by Ctrl-C gets no report to carry its entries (the check in progress is marked so)."""
+    try:
+        return (yield)
+    except KeyboardInterrupt:
+        if not hasattr(item.config, "workerinput"):
+            started: list[dict[str, Any]] = item.stash.get(ITEM_ENTRIES, [])
+            item.config.stash[SESSION].entries.extend(started)
+        raise

@@ -186,7 +186,7 @@ class _Recorded:
         from ..export.variants import VariantUnavailable
         from ..runners.onnxruntime import ProviderUnavailable
 
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, ParityMismatch):
+        if exc is None or isinstance(exc, ParityMismatch) or not isinstance(exc, (Exception, KeyboardInterrupt)):
             return False
 
         def record(message: str, status: str = "error") -> None:
@@ -197,6 +197,9 @@ class _Recorded:
             entry["benchmark"] = params.get("_onnx_parity_benchmark") is not None  # not a row of the variant table
             self.node.stash[ITEM_ENTRIES].append(entry)
 
+        if isinstance(exc, KeyboardInterrupt):
+            record("the run was interrupted (Ctrl-C) during this check", "interrupted")
+            return False
         if isinstance(exc, (ProviderUnavailable, VariantUnavailable)):
             record(str(exc), "skipped")
             if self.session.policy.require_providers and isinstance(exc, ProviderUnavailable):
@@ -223,12 +226,22 @@ class SessionHooks:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entries = getattr(report, "onnx_parity", None)
-        if entries and report.when == "call":
+        if entries and report.when == "teardown":
             self.session.entries.extend(entries)
 
-    def pytest_sessionfinish(self) -> None:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        """pytest-xdist's controller: a worker died running ``crashitem`` (its entries died with it)."""
+        message = f"the pytest-xdist worker running this test died: {report.longreprtext.strip()}"[:500]
+        self.session.entries.append(summary.error_entry(crashitem, "?", message, "crashed", crashitem.split("[")[0]))
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        from ..runners import worker
+
+        worker.stop()
         if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         plot_path, report_path = self.session.policy.benchmark_plot, self.session.policy.report
         measurements = self.session.measurements()
         variants = summary.variant_rows(self.session.entries, measurements)
@@ -237,7 +250,8 @@ class SessionHooks:
 
             self._guarded("--onnx-benchmark-plot", lambda: plot(measurements, plot_path, variants))
         if report_path is not None:
-            self._guarded("--onnx-report", lambda: summary.write_json(report_path, self.session.entries, variants))
+            entries = self.session.entries
+            self._guarded("--onnx-report", lambda: summary.write_json(report_path, entries, variants, interrupted))
 
     def _guarded(self, what: str, write: Callable[[], None]) -> None:
         try:

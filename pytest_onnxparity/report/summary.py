@@ -114,7 +114,8 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
         str(entry.get("provider", "?")) + (f" {entry['variant']}" if entry.get("variant") else ""),
     )
     if "error" in entry:
-        return (*head, "-", "-", "-", "-", "-", "SKIP" if entry.get("status") == "skipped" else "ERROR", "")
+        status = {"skipped": "SKIP", "interrupted": "INTERRUPTED", "crashed": "CRASHED"}.get(entry.get("status", ""))
+        return (*head, "-", "-", "-", "-", "-", status or "ERROR", "")
     outputs = entry.get("outputs") or []
     worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
     versus = entry.get("versus_cpu") or []
@@ -238,10 +239,14 @@ def timing_lines(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_json(path: Path, entries: list[dict[str, Any]], variants: Sequence[dict[str, Any]] = ()) -> None:
-    """The JSON report, written atomically (a temporary file in the same directory, then renamed)."""
+def write_json(
+    path: Path, entries: list[dict[str, Any]], variants: Sequence[dict[str, Any]] = (), interrupted: bool = False
+) -> None:
+    """The JSON report, written atomically (a temporary file in the same directory, then renamed); ``interrupted``:
+    the run was stopped (Ctrl-C) before every test ran, so ``checks`` holds only those that started."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    document = {"version": 3, "checks": entries, "variants": plain({"rows": list(variants)})["rows"]}
+    rows = plain({"rows": list(variants)})["rows"]
+    document = {"version": 3, "interrupted": interrupted, "checks": entries, "variants": rows}
     tmp.write_text(json.dumps(document, indent=2, allow_nan=False))
     os.replace(tmp, path)

@@ -29,6 +29,10 @@ class Runner(Protocol):
         """Outputs on ``feed``, in ``output_names`` order, as host numpy arrays."""
         ...
 
+    def close(self) -> None:
+        """Release what the runner holds (sessions, graph copies) now rather than at a garbage collection."""
+        ...
+
 
 class Deferred:
     """A runner opened on its first use: where every output asked of it is already memoized, never."""
@@ -49,6 +53,11 @@ class Deferred:
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.opened().infer(feed)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
 
 #: What the memo keeps: a runner's outputs, or a tuple of them and what was learnt with them.

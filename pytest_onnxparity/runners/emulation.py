@@ -54,6 +54,10 @@ class Emulation:
             f"outputs) rounded to {self.precision}"
         )
 
+    def close(self) -> None:
+        """Release the emulated graph's session (opened on first use)."""
+        self._runner.close()
+
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The emulated graph's outputs on ``feed`` (its session opened on first use)."""
         return self._runner.infer(feed)

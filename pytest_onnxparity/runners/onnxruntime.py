@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import OnnxParityError
 from ..graph import edits as graph_edits
 from ..providers import precision, registry
-from . import Deferred
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,10 +190,10 @@ class OrtRunner:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         self.log: list[str] = []
-        # Edited copies of the graph (extra outputs, bf16 hosted as float32) live as long as this runner; removed
-        # when it goes (quietly: a runner has no close(), and TemporaryDirectory would warn at garbage collection).
+        # Edited copies of the graph (extra outputs, bf16 hosted as float32) live until close(), or until the runner
+        # goes (quietly: TemporaryDirectory would warn at garbage collection).
         host_dir = Path(tempfile.mkdtemp(prefix="onnxparity_graph_"))
-        weakref.finalize(self, shutil.rmtree, host_dir, ignore_errors=True)
+        self._remove_copies = weakref.finalize(self, shutil.rmtree, host_dir, ignore_errors=True)
         runnable = self.path
         if extra_outputs:
             runnable = graph_edits.with_outputs(runnable, extra_outputs, host_dir / "outputs.onnx")
@@ -228,6 +227,15 @@ class OrtRunner:
             out[name] = out[name].astype(np_dtype("bfloat16"))
         return out
 
+    def close(self) -> None:
+        """Release the session and the graph copies now (a check's runners go when it ends, not when a garbage
+        collection finds them in a cycle)."""
+        self.session = None
+        self._remove_copies()
+        if self._profile_dir is not None:
+            self._profile_dir.cleanup()
+            self._profile_dir = None
+
     def report_fields(self) -> dict[str, Any]:
         """What this runner knows about its run, under the report's field names."""
         return {
@@ -251,19 +259,6 @@ class OrtRunner:
             "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
             "idle_threads_spin": spinning,
         }
-
-
-def open_runners(
-    path: str, provider: str, options: Any, feed_names: Mapping[str, str], reference: str
-) -> tuple[OrtRunner, Deferred | None]:
-    """The target runner (first run profiled for placement) and, for a provider other than CPU whose reference is
-    not ONNX Runtime's CPU provider, a CPU runner to compare with, opened on first use (the CPU item may serve all)."""
-    target = OrtRunner(
-        path, provider, options.provider_options.get(provider), profile=provider != "cpu", feed_names=feed_names
-    )
-    if provider == "cpu" or reference == target.name:
-        return target, None
-    return target, Deferred("onnxruntime-cpu", lambda: OrtRunner(path, "cpu", feed_names=feed_names))
 
 
 def placement_from_profile(session: Any, short: str) -> Placement:
