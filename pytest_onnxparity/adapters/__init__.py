@@ -138,6 +138,14 @@ class LengthLimits(Protocol):
 
 
 @runtime_checkable
+class UserCode(Protocol):
+    """The user's model object and the source files its run on the example executed (the export cache's key)."""
+
+    model: Any
+    code_files: frozenset[str]
+
+
+@runtime_checkable
 class TokenIds(Protocol):
     """A tokenizer's special ids (``pad``, ``bos``, ``eos``): placed where a tokenizer places them."""
 
@@ -157,6 +165,12 @@ def layer_outputs(prepared: PreparedModel, feed: Mapping[str, np.ndarray]) -> li
 def length_limits(prepared: PreparedModel) -> tuple[int, ...]:
     """The lengths a sequence axis of the model may be bounded by besides ``sequence_limit`` (() if none known)."""
     return tuple(prepared.length_limits) if isinstance(prepared, LengthLimits) else ()
+
+
+def user_code(prepared: PreparedModel) -> tuple[Any, frozenset[str]]:
+    """The user's model object (None where there is none, as for an ONNX file) and the user source files its run
+    on the example executed."""
+    return (prepared.model, frozenset(prepared.code_files)) if isinstance(prepared, UserCode) else (None, frozenset())
 
 
 def special_ids(prepared: PreparedModel) -> dict[str, int]:

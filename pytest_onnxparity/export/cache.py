@@ -34,8 +34,7 @@ def cache_key(
             return None
         # the same bytes judged as another variant (variant=) are another check of them
         return f"file:{hashlib.sha256(file.read_bytes()).hexdigest()}:{options.variant or ''}"
-    fingerprint = getattr(prepared, "fingerprint", None)
-    weights = fingerprint() if fingerprint is not None else None
+    weights = prepared.fingerprint()
     if weights is None:
         return None
     parts = [

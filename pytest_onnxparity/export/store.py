@@ -33,11 +33,12 @@ def persistent_key(key: str | None, prepared: PreparedModel, options: CheckOptio
 
     import onnx
 
-    from ..adapters import sources
+    from ..adapters import sources, user_code
 
     if key is None or options.onnx_model is not None:
         return None
-    files = _class_files(getattr(prepared, "model", None)) | getattr(prepared, "code_files", frozenset())
+    model, code_files = user_code(prepared)
+    files = _class_files(model) | code_files
     parts = [key, prepared.versions(), onnx.__version__, sources.digest(files)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

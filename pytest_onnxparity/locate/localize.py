@@ -251,11 +251,14 @@ def _walk(
         for role, arrays, names in (("output", record.outputs, claimed), ("input", record.inputs, entering)):
             best = _best_match(arrays, names, values, policy) if names and arrays else None
             if best is None and role == "output" and len(claimed) == len(arrays) == 1:  # its output, another shape
-                best = (claimed[-1], float("inf"), 0.0, 0.0, arrays[-1])
+                best = _Match(claimed[-1], float("inf"), 0.0, 0.0, arrays[-1])
             if best is not None:
-                value, used, diff, allowed, array = best
-                spot = position.get(value, -1)
-                held.append(_Held(value, spot, record.name, record.kind, role, used, diff, allowed, array))
+                spot = position.get(best.value, -1)
+                held.append(
+                    _Held(
+                        best.value, spot, record.name, record.kind, role, best.used, best.diff, best.allowed, best.array
+                    )
+                )
                 after = max(after, spot) if role == "output" else after
     held.sort(key=lambda h: (h.position, h.role != "output"))  # stable: the innermost module first
     first = next((h for h in held if h.used > CLEAR), None) or next((h for h in held if h.used > 1), None)
@@ -293,7 +296,7 @@ def _fed_by(record: ModuleValues, node: Any, values: Mapping[str, Any], policy: 
     """Whether ``node`` takes what the module took (a node standing in for the module's own)."""
     taken = [v for v in node.input if v in values]
     best = _best_match(record.inputs, taken, values, policy) if taken and record.inputs else None
-    return best is not None and best[1] <= 1
+    return best is not None and best.used <= 1
 
 
 def _passes_through(record: ModuleValues) -> bool:
@@ -301,15 +304,26 @@ def _passes_through(record: ModuleValues) -> bool:
     return any(_same(a, b) for a in record.outputs for b in record.inputs)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Match:
+    """A graph value held against a framework array: the share of its tolerance used, its max abs diff, what was
+    allowed there, and the framework's array (in the layout that matched)."""
+
+    value: str
+    used: float
+    diff: float
+    allowed: float
+    array: Any
+
+
 def _best_match(
     arrays: Sequence[Any], candidates: list[str], values: Mapping[str, Any], policy: TolerancePolicy
-) -> tuple[str, float, float, float, Any] | None:
-    """Of the graph values with an output's shape, the closest: (value, share of tolerance, diff, allowed, the
-    framework's array it was held against). A channels-last array (Keras) is also held against the
-    channels-first layout tf2onnx computes in."""
+) -> _Match | None:
+    """Of the graph values with an output's shape, the closest. A channels-last array (Keras) is also held against
+    the channels-first layout tf2onnx computes in."""
     import numpy as np
 
-    best = None
+    best: _Match | None = None
     for original in arrays:
         layouts = [original] + ([np.moveaxis(original, -1, 1)] if original.ndim >= 3 else [])
         for name in candidates:
@@ -324,8 +338,8 @@ def _best_match(
                 atol, rtol = policy.for_output(name, array.dtype.name)
                 figures, worst, _ = compare_values(name, expected, got, atol, rtol, noise_factor=0)
                 allowed = worst[0]["allowed"] if worst else atol * float(abs(expected).max(initial=0))
-                if best is None or figures.tolerance_used < best[1]:
-                    best = (name, figures.tolerance_used, figures.max_abs_diff, allowed, array)
+                if best is None or figures.tolerance_used < best.used:
+                    best = _Match(name, figures.tolerance_used, figures.max_abs_diff, allowed, array)
     return best
 
 

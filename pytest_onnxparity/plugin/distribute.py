@@ -27,6 +27,11 @@ def choose_mode(config: pytest.Config) -> None:
     option = config.option
     if getattr(option, "numprocesses", None) and getattr(option, "dist", None) == "no" and not option.distload:
         option.dist = "loadgroup"
+        if getattr(option, "maxworkerrestart", None) is None:
+            # pytest-xdist 3.8's loadgroup scheduling never hands work to a worker started in place of one that
+            # crashed: the session would wait forever. Without a restart the crashed worker's other items run on
+            # the workers left (the crash itself fails its item, as ever).
+            option.maxworkerrestart = 0
 
 
 def tell_worker(node: Any) -> None:

@@ -25,5 +25,10 @@ def model_key(node: Any) -> str:
 
 def test_id(node: Any) -> str:
     """The node id a user runs again: without the ``@group`` that pytest-xdist's loadgroup appends."""
-    head, bracket, tail = str(node.nodeid).rpartition("]")  # a parity item is always parametrized
-    return head + bracket if bracket and tail.startswith("@") else str(node.nodeid)
+    return without_group(str(node.nodeid))
+
+
+def without_group(nodeid: str) -> str:
+    """``nodeid`` without a loadgroup ``@group`` suffix (a parity item is always parametrized: it ends in ``]``)."""
+    head, bracket, tail = nodeid.rpartition("]")
+    return head + bracket if bracket and tail.startswith("@") else nodeid

@@ -18,7 +18,7 @@ from ..errors import OnnxParityError, OnnxParityWarning
 from ..options.settings import CheckOptions, SessionPolicy, marker_options, resolve
 from ..report import summary
 from ..report.parity import ParityMismatch
-from .items import ITEM_CALLS, ITEM_ENTRIES, model_key, test_id
+from .items import ITEM_CALLS, ITEM_ENTRIES, model_key, test_id, without_group
 
 if TYPE_CHECKING:
     from ..engine.check import CheckResult
@@ -233,7 +233,8 @@ class SessionHooks:
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         """pytest-xdist's controller: a worker died running ``crashitem`` (its entries died with it)."""
         message = f"the pytest-xdist worker running this test died: {report.longreprtext.strip()}"[:500]
-        self.session.entries.append(summary.error_entry(crashitem, "?", message, "crashed", crashitem.split("[")[0]))
+        nodeid = without_group(crashitem)
+        self.session.entries.append(summary.error_entry(nodeid, "?", message, "crashed", nodeid.split("[")[0]))
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         from ..runners import worker
