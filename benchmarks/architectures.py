@@ -63,7 +63,7 @@ SMALL = {
     "bos_token_id": 1,
     "eos_token_id": 2,
 }
-TEXT_AXES = {"input_ids": {0: "batch", 1: "seq"}}
+TEXT_AXES = {name: {0: "batch", 1: "seq"} for name in ("input_ids", "attention_mask")}
 KERAS = ("keras_mobilenet_v2", "keras_mobilenet_v3_small", "keras_cnn", "keras_lstm")
 NAMES = (*TEXT, *VISION, *CONV, "whisper_encoder", *KERAS)
 
@@ -77,11 +77,15 @@ def _transformers(class_name: str, config_name: str, kwargs: dict[str, Any]) -> 
 
 
 def _text(name: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Ids and a right-padded attention mask, batch and sequence dynamic (the check adds left padding and holes)."""
     import torch
 
     class_name, config_name, extra = TEXT[name]
     ids = torch.randint(3, 128, (2, 9), generator=torch.Generator().manual_seed(1))
-    return _transformers(class_name, config_name, {**SMALL, **extra}), {"input_ids": ids}, {"dynamic_axes": TEXT_AXES}
+    mask = torch.ones(2, 9, dtype=torch.int64)
+    mask[0, 6:] = 0
+    example = {"input_ids": ids, "attention_mask": mask}
+    return _transformers(class_name, config_name, {**SMALL, **extra}), example, {"dynamic_axes": TEXT_AXES}
 
 
 def _image(name: str) -> tuple[Any, Any, dict[str, Any]]:

@@ -188,7 +188,9 @@ def test_a_failing_check_in_a_fixture_errors_the_test_and_is_reported(pytester: 
     result.assert_outcomes(errors=1)
     (entry,) = checks(pytester.path / "r.json").values()
     assert not entry["passed"] and entry["failure"]["kind"] == "values", entry
-    result.stdout.fnmatch_lines(["*ONNX parity summary*", "*test_uses_the_converted_model?cpu?*FAIL (values)*"])
+    result.stdout.fnmatch_lines(
+        ["*ONNX parity summary*", "*test_uses_the_converted_model?cpu?*FAIL conversion (values)*"]
+    )
 
 
 def test_a_check_keeps_neither_the_model_nor_a_session_alive(tmp_path: Path) -> None:

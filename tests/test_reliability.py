@@ -209,7 +209,7 @@ def test_writers_that_fail_at_the_end_do_not_hide_the_results(pytester: pytest.P
             "*ParityMismatch*",
             "*could not save the artifacts under*",
             "*ONNX parity summary*",
-            "*test_breaks_the_paths*FAIL (values)*",
+            "*test_breaks_the_paths*FAIL conversion (values)*",
             "onnx_parity: --onnx-report: could not write*",
         ]
     )

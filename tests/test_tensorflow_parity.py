@@ -30,7 +30,7 @@ def test_keras_sample_suite_passes_with_defaults(pytester: pytest.Pytester) -> N
 def test_planted_defect_in_tf2onnx_graph_is_caught(pytester: pytest.Pytester, plant, defect: str) -> None:
     model_name, edit, kind, beyond_example = KERAS_DEFECTS[defect]
     text = check_planted_file(pytester, "keras_models", model_name, plant(f"keras/{model_name}", edit))
-    assert "ONNX parity FAILED on cpu" in text and f"  {kind}: " in text, text
+    assert "ONNX parity FAILED on cpu" in text and f"  conversion: {kind}: " in text, text
     if beyond_example:
         assert "on input: the example_inputs" not in text, text
 

@@ -24,7 +24,7 @@ def test_planted_defect_is_caught(pytester: pytest.Pytester, plant, defect: str)
     model_name, edit, kind, beyond_example = DEFECTS[defect]
     text = check_planted_file(pytester, "torch_models", model_name, plant(model_name, edit))
     assert "ParityMismatch" in text and "ONNX parity FAILED on cpu" in text
-    assert f"  {kind}: " in text, text
+    assert f"  conversion: {kind}: " in text, text
     assert "on input: " in text and "reproduce: pytest " in text and "--onnx-seed=0" in text
     if beyond_example:  # one allclose on the example would have passed: the generated inputs found it
         assert "on input: the example_inputs" not in text, text

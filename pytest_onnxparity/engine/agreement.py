@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from ..judge.kinds import FailureKind
 from ..report.parity import Failure
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Agreement:
                     f"{merged.rows} rows of {checked} input set(s) (top-1 {rate:.3f} on the input shown)"
                 )
                 shapes = {k: list(v.shape) for k, v in cases[recipe].feed.items()}
-                failure = Failure("metrics", message, recipe.to_dict(), recipe.describe(), shapes, name)
+                failure = Failure(FailureKind.METRICS, message, recipe.to_dict(), recipe.describe(), shapes, name)
                 failure.figures = [merged]
                 return failure
         return None

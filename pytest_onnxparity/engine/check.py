@@ -104,8 +104,9 @@ def _compare(
         early = contracts.before_running(probe, info, axes)
         open_axes = limits.open - set(options.axis_sizes)
         found = search.SearchResult(early, 0, {}) if early else search.search(probe, options, plan, open_axes)
-        failure = found.failure or probe.agreement.failure(probe.figures, policy, len(probe.checked), probe.cases)
-        failure = failure or contracts.model_rejects_dynamic_sizes(probe, inputs.dim_sizes(specs)[0])
+        record = probe.record  # what the search collected, handed on as data
+        failure = found.failure or record.agreement.failure(record.figures, policy, len(record.checked), record.cases)
+        failure = failure or contracts.model_rejects_dynamic_sizes(record, inputs.dim_sizes(specs)[0])
         if failure is not None and options.localize:
             with timings.phase("localize"):
                 failure.sizes = sizes.split(probe, failure, plan, options.localize_budget)
@@ -120,7 +121,7 @@ def _compare(
             warnings=[
                 *exported.warnings,
                 *matched.warnings,
-                *contracts.declared_output_dims(info, probe.shapes),
+                *contracts.declared_output_dims(info, record.shapes),
                 *_warnings(probe, found.generated, options.examples, failure is None),
                 *_nonfinite_warning(probe, found.nonfinite, exported.path, options.localize),
             ],
@@ -129,13 +130,13 @@ def _compare(
                 filter(None, [policy.reason, provider_policy.reason if probe.provider_policy is not None else ""])
             ),
             reference=f"{prepared.name} on {device}",
-            reach=search.reach(probe, plan, found.skipped, found.ends, limits.source),
+            reach=search.reach(record, plan, found.skipped, found.ends, limits.source),
             first_divergence=where.to_dict() if where else None,
             **exported.report_fields(),
             **probe.report_fields(),
             **target.report_fields(),
         )
-        return CheckResult(report, exported, probe.policy_of(failure), probe.case_for(failure), where)
+        return CheckResult(report, exported, probe.policy_of(failure), record.case_for(failure), where)
 
 
 def _localize(
@@ -150,7 +151,7 @@ def _localize(
     """Localize a failure that has a failing input to rerun (values, NaN placement, shape, provider), unless
     ``localize=False``; ``workdir`` is the check's own folder (a fresh export to compare goes there). A step that
     raises keeps what was found before it, with the reason in one note."""
-    case = probe.case_for(failure)
+    case = probe.record.case_for(failure)
     if failure is None or case is None or not check.localize or failure.kind not in localize.LOCALIZED:
         return None
     # A conversion failure was found on ONNX Runtime's CPU provider, whatever the item's provider.
@@ -180,7 +181,7 @@ def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[st
             "other than cpu)"
         )
     # sizes of a walked axis past the model's own limit are not a warning: the reach reports them
-    rejected = {r: why for r, why in probe.rejected.items() if not inputs.is_walk(r)}
+    rejected = {r: why for r, why in probe.record.rejected.items() if not inputs.is_walk(r)}
     if rejected:
         recipe, why = next(iter(rejected.items()))
         out.append(
@@ -197,19 +198,19 @@ def _warnings(probe: Probe, generated: int, asked: int, passed: bool) -> list[st
             f"{sum(placement.fallback_ops.values())} node(s) fell back to CPU: "
             + ", ".join(f"{op} x{n}" for op, n in sorted(placement.fallback_ops.items()))
         )
-    for name, why in sorted(probe.noise_refused.items()):
+    for name, why in sorted(probe.record.noise_refused.items()):
         out.append(
             f"output {name!r} was judged by the fixed tolerance alone: its reference noise estimate was refused, "
             f"as it does not behave like float32 rounding of one computation ({why}); a float64 path or a nudge "
             "that computes something else cannot widen the tolerance"
         )
     out += [f"ONNX Runtime did not apply a setting: {line}" for line in ignored_settings(probe.target.log)]
-    return out + probe.dependence.warnings()
+    return out + probe.record.dependence.warnings()
 
 
 def _nonfinite_warning(probe: Probe, failure: Failure | None, path: str, localize_values: bool) -> list[str]:
     """The warning for a divergence the search set aside because only NaN/Inf inputs reveal it (none if none)."""
-    case = probe.case_for(failure)
+    case = probe.record.case_for(failure)
     if failure is None or case is None:
         return []
     with probe.timings.phase("localize"):

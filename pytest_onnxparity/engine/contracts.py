@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ModelRejected, OnnxParityError
+from ..judge.kinds import FailureKind
 from ..report.parity import Failure
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from ..graph.info import GraphInfo
     from .probe import Probe
+    from .record import Record
 
 _CAUSE = (
     "likely causes: a Python int() of a tensor's shape in forward(), a shape the tracer recorded as a constant, "
@@ -24,7 +26,9 @@ _CAUSE = (
 
 
 def _before_running(message: str) -> Failure:
-    return Failure("shape-contract", message, {}, "none: found in the graph's declared interface, before running", {})
+    return Failure(
+        FailureKind.SHAPE_CONTRACT, message, {}, "none: found in the graph's declared interface, before running", {}
+    )
 
 
 def graph_fixes_dynamic_axes(info: GraphInfo, dynamic_axes: Mapping[str, Mapping[int, str]]) -> dict[str, str]:
@@ -56,10 +60,10 @@ def _fixed_in_graph(probe: Probe, fixed: Mapping[str, str]) -> Failure:
     try:
         probe.reference.infer(inputs.materialize(other, probe.specs, probe.example))
     except ModelRejected as exc:
-        probe.rejected[other] = str(exc)[:300]
-        return model_rejects_dynamic_sizes(probe, {d: n for d, n in sizes.items() if d in fixed}) or _before_running(
-            "; ".join(fixed.values())
-        )
+        probe.record.rejected[other] = str(exc)[:300]
+        return model_rejects_dynamic_sizes(
+            probe.record, {d: n for d, n in sizes.items() if d in fixed}
+        ) or _before_running("; ".join(fixed.values()))
     return _before_running(
         f"the ONNX graph fixes dimension(s) that were declared dynamic, though the model takes other sizes there: "
         f"{'; '.join(fixed.values())} ({_CAUSE}). Fix: re-export with those axes dynamic, or pass "
@@ -90,16 +94,16 @@ def output_batch_fixed(
     return _before_running(f"{'; '.join(fixed)} ({_CAUSE}). Fix: re-export with the output's batch axis dynamic.")
 
 
-def model_rejects_dynamic_sizes(probe: Probe, example_sizes: Mapping[str, int]) -> Failure | None:
+def model_rejects_dynamic_sizes(record: Record, example_sizes: Mapping[str, int]) -> Failure | None:
     """The model itself refuses every size but the example's on an axis declared dynamic."""
     for dim, size in example_sizes.items():
-        accepted = {r.dims_dict().get(dim) for r in probe.checked} - {size, None}
-        refused = {r: why for r, why in probe.rejected.items() if r.dims_dict().get(dim, size) != size}
+        accepted = {r.dims_dict().get(dim) for r in record.checked} - {size, None}
+        refused = {r: why for r, why in record.rejected.items() if r.dims_dict().get(dim, size) != size}
         if refused and not accepted:
             first, why = next(iter(refused.items()))
             sizes = sorted({r.dims_dict()[dim] for r in refused})
             return Failure(
-                "shape-contract",
+                FailureKind.SHAPE_CONTRACT,
                 f"axis {dim!r} is declared dynamic but the model itself rejects every size except the example's "
                 f"{size}: it raised on {dim}={sizes} (first: {why}). Fix: pass dynamic_axes=... without this axis "
                 "(dynamic_axes={} for none) if it is fixed by design, or make the model accept other sizes (a "

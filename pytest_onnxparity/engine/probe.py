@@ -18,6 +18,7 @@ from ..inputs import spec
 from ..inputs.spec import Recipe
 from ..judge.compare import FailingCase, OutputContext, Verdict, compare
 from ..judge.figures import OutputFigures
+from ..judge.kinds import FailureKind
 from ..locate.fp16 import Fp16Scan
 from ..report.parity import Failure
 from ..report.timings import Timings
@@ -25,7 +26,7 @@ from ..runners import Deferred
 from ..runners.emulation import EMULATED, Emulation
 from ..runners.worker import Crashed
 from . import context
-from .agreement import Agreement
+from .record import Record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,7 +69,6 @@ class Probe:
     #: returns those values (opened on the first index mismatch: ties are rare).
     index_sources: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
     index_runner: Deferred | None = None
-    dependence: context.Dependence = dataclasses.field(default_factory=context.Dependence)
     timings: Timings = dataclasses.field(default_factory=Timings)
     #: The session's reference outputs, shared by a model's provider items; the scope names the model and what
     #: makes a recipe's inputs (the example's values, the specs). ``cpu_scope`` names ONNX Runtime's CPU outputs of
@@ -78,24 +78,14 @@ class Probe:
     cpu_scope: tuple[Any, ...] | None = None
     #: This item's target is the CPU provider with no options: its outputs are what ``cpu_scope`` records.
     records_cpu: bool = False
-    figures: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
-    vs_cpu: dict[str, OutputFigures] = dataclasses.field(default_factory=dict)
-    checked: list[Recipe] = dataclasses.field(default_factory=list)
-    #: Recipes the reference model itself raised on, with the reason (outside what the model accepts).
-    rejected: dict[Recipe, str] = dataclasses.field(default_factory=dict)
-    cases: dict[Recipe, FailingCase] = dataclasses.field(default_factory=dict)
-    #: Every shape each reference output took (held against the graph's declared output dims).
-    shapes: dict[str, set[tuple[int, ...]]] = dataclasses.field(default_factory=dict)
-    #: Top-k agreement of a variant judged by metrics, pooled over input sets.
-    agreement: Agreement = dataclasses.field(default_factory=Agreement)
+    #: What the input sets run so far collected (plain data the search hands on).
+    record: Record = dataclasses.field(default_factory=Record)
     #: An fp16 variant's float16 intermediate values against the export's, on every input set.
     fp16_scan: Fp16Scan | None = None
     #: The provider's own allowance against the CPU provider (None: the target is the CPU provider), and its
     #: reduced precision emulated on the CPU (None: it computes in float32).
     provider_policy: TolerancePolicy | None = None
     emulation: Emulation | None = None
-    #: Outputs whose reference noise estimate was refused (not rounding of one computation), with why.
-    noise_refused: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_check(
@@ -166,11 +156,11 @@ class Probe:
             with timings.phase("reference"):
                 reference = self._reference(recipe, feed)
         except ModelRejected as exc:
-            self.rejected[recipe] = str(exc)[:300]
+            self.record.rejected[recipe] = str(exc)[:300]
             return None
-        self.checked.append(recipe)
+        self.record.checked.append(recipe)
         for name, value in reference.items():
-            self.shapes.setdefault(name, set()).add(tuple(value.shape))
+            self.record.shapes.setdefault(name, set()).add(tuple(value.shape))
         try:
             on_cpu = self._converted(recipe, feed)
         except Crashed:  # not the graph refusing the input: the search fails the item on it
@@ -179,14 +169,14 @@ class Probe:
             message = f"ONNX Runtime failed on an input the {self.reference.name} model accepts: " + (
                 f"{type(exc).__name__}: {str(exc)[:800]}. {self.interface}"
             )
-            return self._failure(recipe, feed, reference, "onnxruntime-error", message)
+            return self._failure(recipe, feed, reference, FailureKind.ONNXRUNTIME_ERROR, message)
         verdict, known = self._conversion(recipe, feed, reference, on_cpu)
         if not verdict.passed:
-            kind = verdict.kind or "values"
+            kind = verdict.kind or FailureKind.VALUES
             return self._failure(recipe, feed, reference, kind, verdict.problem or "", verdict, known)
         overflow = self.fp16_scan(feed) if self.fp16_scan is not None else None
         if overflow is not None:
-            return self._failure(recipe, feed, reference, "nonfinite", overflow, verdict, known)
+            return self._failure(recipe, feed, reference, FailureKind.NONFINITE, overflow, verdict, known)
         if self.cpu is None:
             return None
         try:
@@ -199,7 +189,7 @@ class Probe:
                 f"the provider failed on an input ONNX Runtime's CPU provider runs: {type(exc).__name__}: "
                 f"{str(exc)[:800]}. {self.interface}"
             )
-            return self._failure(recipe, feed, reference, "onnxruntime-error", message, judged="provider")
+            return self._failure(recipe, feed, reference, FailureKind.ONNXRUNTIME_ERROR, message, judged="provider")
         versus_cpu = self._provider(recipe, feed, reference, on_cpu, got, known)
         if versus_cpu.passed:
             return None
@@ -207,13 +197,17 @@ class Probe:
             f"the provider's result differs from ONNX Runtime's CPU provider on the same graph beyond what its "
             f"precision explains: {versus_cpu.problem}"
         )
-        if versus_cpu.kind == "nonfinite" and self.emulation is not None and self.emulation.overflows(feed, on_cpu):
+        if (
+            versus_cpu.kind == FailureKind.NONFINITE
+            and self.emulation is not None
+            and self.emulation.overflows(feed, on_cpu)
+        ):
             reduced = self.emulation.precision
             message += (
                 f" ({reduced}'s range is exceeded on this input: the graph computed in {reduced} on the CPU overflows "
                 f"too, as a {reduced} device does; narrow input_ranges or run this provider in float32)"
             )
-        kind = versus_cpu.kind or "values"
+        kind = versus_cpu.kind or FailureKind.VALUES
         return self._failure(recipe, feed, reference, kind, message, versus_cpu, known, "provider")
 
     def _converted(self, recipe: Recipe, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,17 +228,17 @@ class Probe:
             known = self._context(feed, reference)
             verdict = compare(reference, on_cpu, self.policy, self.check_names, known)
         close = verdict.kind is None and max((o.tolerance_used for o in verdict.outputs), default=0.0) > NOISE_WORTH_IT
-        if close or verdict.kind == "values":
+        if close or verdict.kind == FailureKind.VALUES:
             self._measure_noise(recipe, feed, reference, known)
             with timings.phase("compare"):
                 verdict = compare(reference, on_cpu, self.policy, self.check_names, known)
         with timings.phase("compare"):
-            if not verdict.passed and verdict.kind == "values" and verdict.output in self.index_sources:
+            if not verdict.passed and verdict.kind == FailureKind.VALUES and verdict.output in self.index_sources:
                 verdict = self._with_ties(feed, reference, on_cpu, known)
             if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes or of what varies
-                _fold(self.figures, verdict)
-                self.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.cases)
-                self.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
+                _fold(self.record.figures, verdict)
+                self.record.agreement.observe(recipe, FailingCase(feed, reference, known), verdict, self.record.cases)
+                self.record.dependence.observe_verdict(reference, verdict, self.policy.noise_factor)
         return verdict, known
 
     def _measure_noise(
@@ -265,7 +259,7 @@ class Probe:
             # the model's CPU item measured it on the same input set: another provider's item reuses it
             levels, refused = self.memo.get((*self.memo_scope, "noise", recipe), measured) if self.memo else measured()
             for name, why in refused.items():
-                self.noise_refused.setdefault(name, why)
+                self.record.noise_refused.setdefault(name, why)
             for name, level in levels.items():
                 known[name].noise = level
 
@@ -304,7 +298,7 @@ class Probe:
             with self.timings.phase("compare"):
                 verdict = judged()
         if recipe.pattern != inputs.NONFINITE:  # NaN/Inf say nothing of magnitudes
-            _fold(self.vs_cpu, verdict)
+            _fold(self.record.vs_cpu, verdict)
         return verdict
 
     def _emulated(
@@ -377,9 +371,9 @@ class Probe:
     def report_fields(self) -> dict[str, Any]:
         """The figures over every input set compared, under the report's field names."""
         return {
-            "examples": len(self.checked),
-            "outputs": list(self.figures.values()),
-            "versus_cpu": list(self.vs_cpu.values()),
+            "examples": len(self.record.checked),
+            "outputs": list(self.record.figures.values()),
+            "versus_cpu": list(self.record.vs_cpu.values()),
             "provider_allowance": self.provider_allowance(),
             "timings": self.timings.rounded(),
         }
@@ -405,22 +399,18 @@ class Probe:
             return self.provider_policy
         return self.policy
 
-    def case_for(self, failure: Failure | None) -> FailingCase | None:
-        """The inputs and reference outputs of the input set a failure was found on."""
-        return self.cases.get(Recipe.from_dict(failure.recipe)) if failure and failure.recipe else None
-
     def _failure(
         self,
         recipe: Recipe,
         feed: dict[str, np.ndarray],
         reference: dict[str, np.ndarray],
-        kind: str,
+        kind: FailureKind,
         message: str,
         verdict: Verdict | None = None,
         known: dict[str, OutputContext] | None = None,
         judged: str = "conversion",
     ) -> Failure:
-        self.cases[recipe] = FailingCase(feed, reference, known or {})
+        self.record.cases[recipe] = FailingCase(feed, reference, known or {})
         shapes = {name: list(value.shape) for name, value in feed.items()}
         failure = Failure(kind, message, recipe.to_dict(), recipe.describe(), shapes, verdict=judged)
         if verdict is not None:

@@ -19,6 +19,7 @@ from ..errors import OnnxParityUsageError
 from ..inputs import plan as sizes
 from ..inputs import recipes as inputs
 from ..inputs.spec import Recipe
+from ..judge.kinds import FailureKind
 from ..options.settings import MAX_ELEMENTS
 from ..options.validate import NONFINITE_FAILS
 from ..runners import watchdog
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ..options.settings import CheckOptions
     from ..report.parity import Failure
     from .probe import Probe
+    from .record import Record
 
 #: Once a failure is found, hypothesis shrinks it for at most this long.
 SHRINK_SECONDS = 10.0
@@ -97,9 +99,9 @@ def _search(
     failure = _past_plan(probe, plan, open_axes, share, ends, options) or _towards_limits(probe, options, deadline)
     if failure is not None:
         return SearchResult(failure, 0, skipped, ends, aside)
-    before = len(probe.checked)
+    before = len(probe.record.checked)
     failure = _explore(probe, options, plan, deadline) if options.examples and time.monotonic() < deadline else None
-    return SearchResult(failure, len(probe.checked) - before, skipped, ends, aside)
+    return SearchResult(failure, len(probe.record.checked) - before, skipped, ends, aside)
 
 
 #: The share of the time budget the walk past the plan of an open axis may take (the sizes it reaches cost more
@@ -120,11 +122,11 @@ def _past_plan(
     """An axis with no known limit is walked past its plan (512), doubling, until the model rejects a size, the
     next size would pass the memory budget, or it would not finish within ``stop``; ``ends`` records which."""
     for dim in open_axes:
-        walked = [r for r in probe.checked if inputs.is_walk(r) and r.label.startswith(f"edge: {dim}=")]
+        walked = [r for r in probe.record.checked if inputs.is_walk(r) and r.label.startswith(f"edge: {dim}=")]
         top = max(plan[dim])
         template = next((r for r in walked if r.dims_dict()[dim] == top), None)
         if template is None:  # the plan's top size was rejected (the model's limit, bisected next) or not run
-            rejected = [r.dims_dict()[dim] for r in probe.rejected if r.label.startswith(f"edge: {dim}=")]
+            rejected = [r.dims_dict()[dim] for r in probe.record.rejected if r.label.startswith(f"edge: {dim}=")]
             if rejected:
                 ends[dim] = f"the model rejected {dim}={min(rejected)}"
             continue
@@ -148,7 +150,7 @@ def _past_plan(
             failure = _run(probe, step, options)
             if failure is not None:
                 return failure
-            if step in probe.rejected:
+            if step in probe.record.rejected:
                 ends[dim] = f"the model rejected {dim}={size}"
                 break
             seconds = time.monotonic() - started
@@ -166,7 +168,7 @@ def _run(probe: Probe, recipe: Recipe, options: CheckOptions) -> Failure | None:
             return probe(recipe)
     except (Crashed, watchdog.Hung) as exc:
         feed = inputs.materialize(recipe, probe.specs, probe.example, probe.mask_holes, probe.special_ids)
-        kind = "onnxruntime-crash" if isinstance(exc, Crashed) else "hung"
+        kind = FailureKind.ONNXRUNTIME_CRASH if isinstance(exc, Crashed) else FailureKind.HUNG
         return Failure(kind, str(exc), recipe.to_dict(), recipe.describe(), {k: list(v.shape) for k, v in feed.items()})
 
 
@@ -177,11 +179,11 @@ LIMIT_STEPS = 4
 def _towards_limits(probe: Probe, options: CheckOptions, deadline: float) -> Failure | None:
     """Where the model rejects the top of an axis walk (its real limit is below the one planned, e.g. a position
     table with an offset), bisect towards that limit so the sizes just below it are checked too."""
-    walks = [r for r in probe.rejected if inputs.is_walk(r)]
+    walks = [r for r in probe.record.rejected if inputs.is_walk(r)]
     for dim in dict.fromkeys(r.label.removeprefix("edge: ").split("=")[0] for r in walks):
         template = min((r for r in walks if r.label.startswith(f"edge: {dim}=")), key=lambda r: r.dims_dict()[dim])
         high = template.dims_dict()[dim]
-        accepted = [r.dims_dict()[dim] for r in probe.checked if r.dims_dict().get(dim, high) < high]
+        accepted = [r.dims_dict()[dim] for r in probe.record.checked if r.dims_dict().get(dim, high) < high]
         low = max(accepted, default=high)
         for _ in range(LIMIT_STEPS):
             if high - low <= 1 or time.monotonic() > deadline:
@@ -192,7 +194,7 @@ def _towards_limits(probe: Probe, options: CheckOptions, deadline: float) -> Fai
             failure = _run(probe, step, options)
             if failure is not None:
                 return failure
-            low, high = (low, middle) if step in probe.rejected else (middle, high)
+            low, high = (low, middle) if step in probe.record.rejected else (middle, high)
     return None
 
 
@@ -285,7 +287,7 @@ def _private_storage() -> Iterator[None]:
 
 
 def reach(
-    probe: Probe,
+    record: Record,
     plan: Mapping[str, tuple[int, ...]],
     skipped: Mapping[Recipe, str],
     ends: Mapping[str, str] | None = None,
@@ -295,9 +297,9 @@ def reach(
     bounded the walk (``bound``: the model's limit and where it comes from, a size it rejected, a budget)."""
     out, ends, sources = {}, ends or {}, sources or {}
     for dim, planned in plan.items():
-        checked = sorted({r.dims_dict()[dim] for r in probe.checked if dim in r.dims_dict()})
+        checked = sorted({r.dims_dict()[dim] for r in record.checked if dim in r.dims_dict()})
         why_not: dict[int, str] = {}
-        reasons = [*skipped.items(), *((r, f"the model rejected it ({w[:120]})") for r, w in probe.rejected.items())]
+        reasons = [*skipped.items(), *((r, f"the model rejected it ({w[:120]})") for r, w in record.rejected.items())]
         for recipe, why in reasons:
             size = recipe.dims_dict().get(dim)
             if size is not None and size not in checked:

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..inputs.spec import Recipe
+from ..judge.kinds import COMPARED, FailureKind
 
 if TYPE_CHECKING:
     from ..report.parity import Failure
     from .probe import Probe
 
 #: The failures a size can cause.
-SPLIT = ("values", "nonfinite", "shape", "metrics", "onnxruntime-error")
+SPLIT = COMPARED | {FailureKind.ONNXRUNTIME_ERROR}
 BUCKETS = ("matches", "wrong values", "ONNX Runtime error")
 #: At most this many sizes per axis (the planned sizes, smallest first, and the failing one).
 MOST = 8
@@ -55,9 +56,15 @@ def split(
                 found = failure if recipe.dims == failing.dims else probe(recipe)
             except Exception:  # the summary must never replace the failure it summarizes: that size is left out
                 continue
-            if recipe in probe.rejected:
+            if recipe in probe.record.rejected:
                 continue  # outside what the model itself accepts: not the conversion's to answer for
-            kind = "matches" if found is None else BUCKETS[2] if found.kind == "onnxruntime-error" else BUCKETS[1]
+            kind = (
+                "matches"
+                if found is None
+                else BUCKETS[2]
+                if found.kind == FailureKind.ONNXRUNTIME_ERROR
+                else BUCKETS[1]
+            )
             buckets[kind].append(size)
         if sum(len(b) > 0 for b in buckets.values()) > 1:  # the result depends on the size
             out[label] = {bucket: sizes for bucket, sizes in buckets.items() if sizes}

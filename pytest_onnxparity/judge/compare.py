@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..options.names import NOISE_FACTOR
 from . import tolerance
 from .figures import OutputFigures
+from .kinds import FailureKind, Problem
 from .tolerance import TolerancePolicy
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class Verdict:
 
     outputs: list[OutputFigures]
     worst: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    kind: str | None = None  # count | names | dtype | shape | nonfinite | values
+    kind: FailureKind | None = None
     problem: str | None = None
     output: str | None = None
 
@@ -89,14 +90,14 @@ def compare(
         return Verdict(
             [],
             [],
-            "count",
+            FailureKind.COUNT,
             f"the model returns {len(names)} output(s) {names} but the ONNX graph has {len(onnx_names)} {onnx_names}",
         )
     if check_names and names != onnx_names:
         return Verdict(
             [],
             [],
-            "names",
+            FailureKind.NAMES,
             f"output names differ: the model's outputs in order are {names}, the ONNX "
             f"graph's are {onnx_names} (swapped or renamed outputs break consumers that look outputs up "
             "by name or position; pass output_names=... if the names differ on purpose)",
@@ -106,12 +107,15 @@ def compare(
         ref, got = np.asarray(reference[name]), np.asarray(got)
         if ref.dtype != got.dtype:
             return _stop(
-                verdict, "dtype", name, f"output {name!r} has dtype {got.dtype} in ONNX but {ref.dtype} in the model"
+                verdict,
+                FailureKind.DTYPE,
+                name,
+                f"output {name!r} has dtype {got.dtype} in ONNX but {ref.dtype} in the model",
             )
         if ref.shape != got.shape:
             return _stop(
                 verdict,
-                "shape",
+                FailureKind.SHAPE,
                 name,
                 f"output {name!r} has shape {tuple(got.shape)} in ONNX but {tuple(ref.shape)} in the model",
             )
@@ -125,10 +129,7 @@ def compare(
         verdict.outputs.append(figures)
         verdict.worst += worst
         if problem is not None:
-            kind = "metrics" if problem.startswith("below") else "values"
-            return _stop(
-                verdict, "nonfinite" if problem.startswith("non-finite") else kind, name, f"output {name!r}: {problem}"
-            )
+            return _stop(verdict, problem.kind, name, f"output {name!r}: {problem.text}")
     return verdict
 
 
@@ -141,7 +142,7 @@ def _metrics(ref: np.ndarray, got: np.ndarray, context: OutputContext | None) ->
     return metrics.measure(ref, got, None if exclude is None else ~np.broadcast_to(exclude, ref.shape))
 
 
-def _stop(verdict: Verdict, kind: str, name: str, problem: str) -> Verdict:
+def _stop(verdict: Verdict, kind: FailureKind, name: str, problem: str) -> Verdict:
     verdict.kind, verdict.output, verdict.problem = kind, name, problem
     return verdict
 
@@ -155,7 +156,7 @@ def compare_values(
     context: OutputContext | None = None,
     noise_factor: float = NOISE_FACTOR,
     limits: Mapping[str, float] | None = None,
-) -> tuple[OutputFigures, list[dict[str, Any]], str | None]:
+) -> tuple[OutputFigures, list[dict[str, Any]], Problem | None]:
     """Element-wise rule on one output: (figures, the worst elements past tolerance, problem or None).
 
     With metric ``limits`` (an int8 variant), the per-input-set metrics (cosine, SNR) judge instead of the
@@ -227,16 +228,24 @@ def compare_values(
                     )
                 )
     if nonfinite_problem is not None:
-        return figures, worst, nonfinite_problem
+        return figures, worst, Problem(FailureKind.NONFINITE, nonfinite_problem)
     if limits:
         figures.metrics, figures.rows = metrics.measure(ref, got, valid, top_k=any(k in limits for k in metrics.TOP_K))
         figures.limits, figures.mismatched, figures.rule = dict(limits), 0, "metrics"
         figures.tolerance_used = metrics.used(figures.metrics, limits, metrics.PER_INPUT)
         short = metrics.shortfalls(figures.metrics, limits, metrics.PER_INPUT)
-        return figures, worst, f"below the variant's thresholds: {', '.join(short)}" if short else None
+        return (
+            figures,
+            worst,
+            Problem(FailureKind.METRICS, f"below the variant's thresholds: {', '.join(short)}") if short else None,
+        )
     if mismatched:
         rule = f"|onnx - ref| <= max({atol:g} * {scale:.6g} + {rtol:g} * |ref|, {noise_factor:g} * noise)"
-        return figures, worst, f"{mismatched} of {total} elements differ beyond tolerance ({rule})"
+        return (
+            figures,
+            worst,
+            Problem(FailureKind.VALUES, f"{mismatched} of {total} elements differ beyond tolerance ({rule})"),
+        )
     return figures, worst, None
 
 

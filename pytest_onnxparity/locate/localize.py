@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import adapters
 from ..graph import scopes
 from ..judge.compare import compare, compare_values
+from ..judge.kinds import COMPARED
 from ..runners.onnxruntime import OrtRunner
 from .divergence import CLEAR, Divergence, is_layer
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ..options.settings import CheckOptions
 
 #: The failures worth localizing: a failing input that runs on both sides.
-LOCALIZED = ("values", "nonfinite", "shape", "metrics")
+LOCALIZED = COMPARED
 LEVELS = ("basic", "extended", "all")
 
 

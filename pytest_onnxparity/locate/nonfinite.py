@@ -79,7 +79,7 @@ def warning(failure: Failure, case: FailingCase, feed_names: Mapping[str, str], 
 
     name = failure.output or ""
     reference = case.reference or {}
-    how, where = failure.kind, ""
+    how, where = str(failure.kind), ""
     feed = {g: case.feed[k] for g, k in feed_names.items()} if feed_names else dict(case.feed)
     try:
         graph = onnx.load(path, load_external_data=False).graph

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..judge.figures import OutputFigures
+from ..judge.kinds import FailureKind
 
 
 @dataclasses.dataclass
@@ -13,7 +14,7 @@ class Failure:
     """What went wrong on the input set that exposed a difference."""
 
     # count | names | dtype | shape | nonfinite | values | onnxruntime-error | metrics | ...
-    kind: str
+    kind: FailureKind
     message: str
     recipe: dict[str, Any]
     recipe_text: str

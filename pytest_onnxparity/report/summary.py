@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..judge.kinds import COMPARED
+
 if TYPE_CHECKING:
     from .parity import ParityReport
 
@@ -120,7 +122,7 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
     worst = max(outputs, key=lambda o: _float(o["tolerance_used"]), default=None)
     versus = entry.get("versus_cpu") or []
     failure = entry.get("failure") or {}
-    value_failure = failure.get("kind") in (None, "values", "nonfinite", "metrics")
+    value_failure = failure.get("kind") is None or failure.get("kind") in COMPARED
     status = (
         "PASS" if entry.get("passed") else f"FAIL {failure.get('verdict', 'conversion')} ({failure.get('kind', '?')})"
     )
