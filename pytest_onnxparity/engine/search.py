@@ -106,7 +106,7 @@ def _search(
 
 #: The share of the time budget the walk past the plan of an open axis may take (the sizes it reaches cost more
 #: each step: a sequence twice as long costs twice, or four times for attention).
-PAST_PLAN_SHARE = 0.05
+PAST_PLAN_SHARE = 1 / 60
 #: What the next, twice-as-long size is assumed to cost against the last (attention is quadratic in length).
 STEP_GROWTH = 4.0
 
@@ -122,39 +122,59 @@ def _past_plan(
     """An axis with no known limit is walked past its plan (512), doubling, until the model rejects a size, the
     next size would pass the memory budget, or it would not finish within ``stop``; ``ends`` records which."""
     for dim in open_axes:
-        walked = [r for r in probe.record.checked if inputs.is_walk(r) and r.label.startswith(f"edge: {dim}=")]
+        planned = [r for r in probe.record.checked if inputs.is_walk(r) and r.label.startswith(f"edge: {dim}=")]
         top = max(plan[dim])
-        template = next((r for r in walked if r.dims_dict()[dim] == top), None)
+        template = next((r for r in planned if r.dims_dict()[dim] == top), None)
         if template is None:  # the plan's top size was rejected (the model's limit, bisected next) or not run
             rejected = [r.dims_dict()[dim] for r in probe.record.rejected if r.label.startswith(f"edge: {dim}=")]
             if rejected:
                 ends[dim] = f"the model rejected {dim}={min(rejected)}"
             continue
-        size, seconds = top, 0.0
-        while True:
-            size = sizes.next_prime(2 * size)
-            step = Recipe(
-                f"edge: {dim}={size}",
-                tuple((d, size if d == dim else n) for d, n in template.dims),
-                template.pattern,
-                template.scale,
-                template.seed,
-            )
-            if inputs.elements(step, probe.specs) > MAX_ELEMENTS:
-                ends[dim] = f"the memory budget ({MAX_ELEMENTS:,} input elements) at {dim}={size}"
-                break
-            started = time.monotonic()
-            if started + STEP_GROWTH * seconds > stop:
-                ends[dim] = f"the time budget at {dim}={size} (option time_budget; this walk takes a twentieth of it)"
-                break
-            failure = _run(probe, step, options)
-            if failure is not None:
-                return failure
-            if step in probe.record.rejected:
-                ends[dim] = f"the model rejected {dim}={size}"
-                break
-            seconds = time.monotonic() - started
+        # A model's other items (providers, variants) walk the sizes its first item walked: their reference
+        # outputs are memoized, and every item of the model reaches as far.
+        shared = (*probe.memo_scope, "walk past the plan", dim)
+        if probe.memo is not None and shared in probe.memo:
+            first_walk: tuple[tuple[int, ...], str] = probe.memo.get(shared, lambda: ((), ""))
+            walked, ends[dim] = first_walk
+            for size in walked:
+                failure = _run(probe, _resized(template, dim, size), options)
+                if failure is not None:
+                    return failure
+            continue
+        failure, walked, ends[dim] = _walk(probe, template, dim, top, stop, options)
+        if failure is not None:
+            return failure
+        if probe.memo is not None:
+            probe.memo.get(shared, lambda result=(walked, ends[dim]): result)  # type: ignore[misc]
     return None
+
+
+def _resized(template: Recipe, dim: str, size: int) -> Recipe:
+    dims = tuple((d, size if d == dim else n) for d, n in template.dims)
+    return Recipe(f"edge: {dim}={size}", dims, template.pattern, template.scale, template.seed)
+
+
+def _walk(
+    probe: Probe, template: Recipe, dim: str, top: int, stop: float, options: CheckOptions
+) -> tuple[Failure | None, tuple[int, ...], str]:
+    """Double ``dim`` from ``top`` on ``template``: (a failure, the sizes run, what ended the walk)."""
+    size, seconds, walked = top, 0.0, list[int]()
+    while True:
+        size = sizes.next_prime(2 * size)
+        step = _resized(template, dim, size)
+        if inputs.elements(step, probe.specs) > MAX_ELEMENTS:
+            return None, tuple(walked), f"the memory budget ({MAX_ELEMENTS:,} input elements) at {dim}={size}"
+        started = time.monotonic()
+        if started + STEP_GROWTH * seconds > stop:
+            end = f"the time budget at {dim}={size} (option time_budget; this walk takes a sixtieth of it)"
+            return None, tuple(walked), end
+        failure = _run(probe, step, options)
+        if failure is not None:
+            return failure, tuple(walked), ""
+        walked.append(size)
+        if step in probe.record.rejected:
+            return None, tuple(walked), f"the model rejected {dim}={size}"
+        seconds = time.monotonic() - started
 
 
 def _run(probe: Probe, recipe: Recipe, options: CheckOptions) -> Failure | None:
