@@ -3,7 +3,7 @@ graph, the external data files it names and ``meta.json`` (a record plus the sha
 
 An entry is written whole or not at all (copied into a staging directory, renamed into place) and read only as
 written (every file's digest checked). Staging directories a killed writer left behind are removed by the next
-session. Knows nothing of how an export is made or judged: ``export.py`` stores and reads through it.
+session. Knows nothing of how an export is made or judged: ``cache.py`` stores and reads through it.
 """
 
 from __future__ import annotations
