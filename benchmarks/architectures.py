@@ -130,6 +130,7 @@ def _keras(name: str) -> tuple[Any, Any, dict[str, Any]]:
     import numpy as np
     from keras import applications, layers, models, utils
 
+    utils.clear_session()  # layer names restart: a model's two builds (its two items) are one graph, one export
     utils.set_random_seed(0)
     images = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
     if name == "keras_mobilenet_v2":

@@ -258,8 +258,9 @@ class Probe:
         with self.timings.phase("reference noise"):
             # the model's CPU item measured it on the same input set: another provider's item reuses it
             levels, refused = self.memo.get((*self.memo_scope, "noise", recipe), measured) if self.memo else measured()
-            for name, why in refused.items():
-                self.record.noise_refused.setdefault(name, why)
+            if recipe.pattern != inputs.NONFINITE:  # NaN/Inf inputs move NaN/Inf around: no estimate, no warning
+                for name, why in refused.items():
+                    self.record.noise_refused.setdefault(name, why)
             for name, level in levels.items():
                 known[name].noise = level
 
