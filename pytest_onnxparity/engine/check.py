@@ -157,8 +157,7 @@ def _localize(
     # A conversion failure was found on ONNX Runtime's CPU provider, whatever the item's provider.
     provider = probe.target.provider if failure.verdict == "provider" else "cpu"
     policy = probe.policy_of(failure)
-    names = probe.target.feed_names
-    graph_feed = {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)
+    graph_feed = _graph_feed(probe, case)
     found = Divergence()
     with probe.timings.phase("localize"):
         try:
@@ -214,4 +213,10 @@ def _nonfinite_warning(probe: Probe, failure: Failure | None, path: str, localiz
     if failure is None or case is None:
         return []
     with probe.timings.phase("localize"):
-        return nonfinite.warning(failure, case, probe.target.feed_names, path, localize_values)
+        return nonfinite.warning(failure, case, _graph_feed(probe, case), path, localize_values)
+
+
+def _graph_feed(probe: Probe, case: FailingCase) -> dict[str, Any]:
+    """A failing case's inputs keyed by the graph's input names (the case keeps the model's)."""
+    names = probe.target.feed_names
+    return {g: case.feed[k] for g, k in names.items()} if names else dict(case.feed)

@@ -145,7 +145,7 @@ def _past_plan(
         if failure is not None:
             return failure
         if probe.memo is not None:
-            probe.memo.get(shared, lambda result=(walked, ends[dim]): result)  # type: ignore[misc]
+            probe.memo.put(shared, (walked, ends[dim]))
     return None
 
 

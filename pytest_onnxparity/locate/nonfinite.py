@@ -72,15 +72,14 @@ def first_node(graph: Any, values: Mapping[str, Any], output: str, how: str) -> 
     return (node.name, node.op_type) if node is not None else None
 
 
-def warning(failure: Failure, case: FailingCase, feed_names: Mapping[str, str], path: str, localize: bool) -> list[str]:
-    """The warning for a divergence set aside on NaN/Inf inputs, found on ``case`` (its feed by the model's input
-    names; ``feed_names`` maps the graph's to them)."""
+def warning(failure: Failure, case: FailingCase, feed: Mapping[str, Any], path: str, localize: bool) -> list[str]:
+    """The warning for a divergence set aside on NaN/Inf inputs, found on ``case`` (``feed``: its inputs keyed by the
+    graph's input names)."""
     import onnx
 
     name = failure.output or ""
     reference = case.reference or {}
     how, where = str(failure.kind), ""
-    feed = {g: case.feed[k] for g, k in feed_names.items()} if feed_names else dict(case.feed)
     try:
         graph = onnx.load(path, load_external_data=False).graph
         everything = [v for node in graph.node for v in node.output if v] if localize else []

@@ -78,6 +78,13 @@ class ReferenceMemo:
     def __contains__(self, key: Any) -> bool:
         return key in self._store
 
+    def put(self, key: Any, value: Any) -> None:
+        """Remember ``value`` for ``key`` (within the memory budget)."""
+        size = _nbytes(value)
+        if size <= self._left:
+            self._store[key] = value
+            self._left -= size
+
     def get(self, key: Any, compute: Callable[[], Memoized]) -> Memoized:
         """What ``compute`` returned for ``key`` (arrays by name, or a tuple of such and plain values), computed
         once; a ModelRejected is remembered and raised again."""
@@ -91,10 +98,7 @@ class ReferenceMemo:
         except ModelRejected as exc:
             self._store[key] = exc
             raise
-        size = _nbytes(value)
-        if size <= self._left:
-            self._store[key] = value
-            self._left -= size
+        self.put(key, value)
         return value
 
 
